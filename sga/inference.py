@@ -1,0 +1,142 @@
+"""Batched scoring and greedy generation, shared by every benchmark's metrics."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from sga.prompts import IGNORE_INDEX, collate, encode_prompt, encode_qa
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter."""
+    return next(model.parameters()).device
+
+
+def label_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed NLL of the label tokens of each sequence and their count, both shape [B].
+
+    ``logits`` are the model's outputs for ``input_ids``; ``labels`` hold -100 where not scored.
+    """
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:]
+    mask = labels != IGNORE_INDEX
+    token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+    counts = mask.sum(dim=1)
+    if bool((counts == 0).any()):
+        raise ValueError("A sequence has no label tokens to score; check its answer and max_length.")
+    return (token_nll * mask).sum(dim=1), counts
+
+
+def sequence_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean negative log-likelihood of the label tokens of each sequence, shape [B].
+
+    ``batch`` holds ``input_ids``, ``attention_mask`` and ``labels`` (-100 where not scored).
+    This is the one place every loss and metric gets l(x) from.
+    """
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    total, counts = label_nll(logits, batch["labels"])
+    return total / counts
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def answer_nll(
+    model: torch.nn.Module,
+    tokenizer,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    template: str,
+    batch_size: int = 16,
+    max_length: int = 512,
+) -> np.ndarray:
+    """Mean per-token NLL of each answer (answer tokens plus EOS) given its question, shape [N]."""
+    if len(questions) != len(answers):
+        raise ValueError(f"{len(questions)} questions but {len(answers)} answers.")
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    out: list[np.ndarray] = []
+    for start in range(0, len(questions), batch_size):
+        feats = [
+            encode_qa(tokenizer, q, a, template, max_length)
+            for q, a in zip(questions[start : start + batch_size], answers[start : start + batch_size])
+        ]
+        batch = _to(collate(feats, tokenizer.pad_token_id), device)
+        out.append(sequence_nll(model, batch).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    tokenizer,
+    questions: Sequence[str],
+    template: str,
+    max_new_tokens: int = 200,
+    batch_size: int = 16,
+    stop_strings: Sequence[str] = (),
+) -> list[str]:
+    """Greedy completions of each prompt (left padding, cut at EOS and at any of ``stop_strings``)."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    texts: list[str] = []
+    for start in range(0, len(questions), batch_size):
+        feats = [{"input_ids": encode_prompt(tokenizer, q, template)} for q in questions[start : start + batch_size]]
+        for f in feats:
+            f["attention_mask"] = [1] * len(f["input_ids"])
+            f["labels"] = f["input_ids"]
+        batch = _to(collate(feats, tokenizer.pad_token_id, padding_side="left"), device)
+        generated = model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        new_tokens = generated[:, batch["input_ids"].shape[1] :]
+        for row in new_tokens.tolist():
+            if tokenizer.eos_token_id in row:
+                row = row[: row.index(tokenizer.eos_token_id)]
+            texts.append(_cut(tokenizer.decode(row, skip_special_tokens=True), stop_strings).strip())
+    model.train(was_training)
+    return texts
+
+
+def _cut(text: str, stop_strings: Sequence[str]) -> str:
+    for stop in stop_strings:
+        pos = text.find(stop)
+        if pos >= 0:
+            text = text[:pos]
+    return text
+
+
+@torch.no_grad()
+def token_logprobs(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_length: int = 512, batch_size: int = 8) -> list[np.ndarray]:
+    """Log-probability of every token after the first, per text (for membership-inference scores)."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    out: list[np.ndarray] = []
+    for start in range(0, len(texts), batch_size):
+        feats = []
+        for text in texts[start : start + batch_size]:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
+            if tokenizer.bos_token_id is not None:
+                ids = [tokenizer.bos_token_id] + ids[: max_length - 1]
+            feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ids})
+        batch = _to(collate(feats, tokenizer.pad_token_id), device)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+        lengths = batch["attention_mask"].sum(dim=1) - 1
+        out.extend(logp[i, : int(n)].cpu().numpy() for i, n in enumerate(lengths))
+    model.train(was_training)
+    return out

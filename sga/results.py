@@ -1,0 +1,116 @@
+"""Run names, atomic result files (one JSON per run) and loading many runs into a table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+_NAME_KEYS = ("benchmark", "forget_split", "method", "reading", "rate", "k", "normal_source", "seed")
+_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "numpy", "scipy", "sga")
+
+
+def params_hash(params: Mapping[str, Any], length: int = 8) -> str:
+    """Short sha256 of the parameters as canonical JSON (key order does not matter)."""
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def run_name(params: Mapping[str, Any]) -> str:
+    """A readable, deterministic run name: the key parameters, then a hash of all of them.
+
+    >>> run_name({"benchmark": "tofu", "method": "ga", "seed": 0})[:14]
+    'tofu-ga-seed0-'
+    """
+    parts = []
+    for key in _NAME_KEYS:
+        if params.get(key) is None or (key in ("reading", "rate", "k", "normal_source") and params.get("method") != "sga"):
+            continue
+        value = params[key]
+        parts.append(f"{key if key in ('rate', 'k', 'seed') else ''}{value}")
+    return "-".join(parts + [params_hash(params)]).replace("/", "_")
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=1, sort_keys=True, default=_jsonable)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Cannot write {type(value).__name__} to JSON.")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file."""
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The checkout's commit (with '+dirty' if it has uncommitted changes), or None outside git."""
+    here = Path(cwd or Path(__file__).parent)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty.strip() else "")
+
+
+def environment_info() -> dict[str, Any]:
+    """Python, platform, package versions, device and git commit, recorded with every result."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device,
+        "packages": versions,
+        "git_commit": git_commit(),
+    }
+
+
+def load_results(directory: str | Path, pattern: str = "*.json") -> pd.DataFrame:
+    """One row per result JSON under ``directory``: its parameters, status and summary metrics."""
+    rows = []
+    for path in sorted(Path(directory).rglob(pattern)):
+        payload = read_json(path)
+        if not isinstance(payload, dict) or "params" not in payload:
+            continue
+        row = {"run": payload.get("name", path.stem), "status": payload.get("status")}
+        row.update(payload["params"])
+        row.update(payload.get("summary", {}))
+        rows.append(row)
+    return pd.DataFrame(rows)

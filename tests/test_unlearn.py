@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from sga.inference import answer_nll
+from sga.losses import make_loss
+from sga.unlearn import UnlearnConfig, retain_index, unlearn
+
+from conftest import QA, make_tiny_llama
+
+
+def peft_model(tokenizer):
+    model = make_tiny_llama(tokenizer, seed=3)
+    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
+
+
+def lora_weights(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_ga_raises_forget_nll_and_logs_every_step(tiny_tokenizer):
+    model = peft_model(tiny_tokenizer)
+    cfg = UnlearnConfig(lr=1e-2, epochs=3, batch_size=2, progress=False)
+    before = answer_nll(model, tiny_tokenizer, *zip(*QA[:4]), "phi").mean()
+    log = unlearn(model, tiny_tokenizer, make_loss("ga"), QA[:4], cfg)
+    assert log.status == "completed" and len(log.steps) == 6
+    assert [s["step"] for s in log.steps] == list(range(1, 7)) and log.steps[-1]["epoch"] == 3
+    assert answer_nll(model, tiny_tokenizer, *zip(*QA[:4]), "phi").mean() > before + 0.1
+    assert all(s["grad_norm"] > 0 for s in log.steps)
+
+
+def test_micro_batching_matches_one_forward(tiny_tokenizer):
+    """Chunked forwards accumulate the same gradient as the fused forward."""
+    logs = []
+    for chunk in (None, 1):
+        model = peft_model(tiny_tokenizer)
+        cfg = UnlearnConfig(lr=1e-2, epochs=1, batch_size=2, forget_per_forward=chunk, max_grad_norm=None, progress=False)
+        normal = np.array([[2, 3], [3, 4], [4, 5], [5, 2]])
+        logs.append(unlearn(model, tiny_tokenizer, make_loss("sga", rate=-0.5, k=3), QA[:4], cfg, QA, normal))
+    for a, b in zip(logs[0].steps, logs[1].steps):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+
+
+def test_divergence_stops_and_keeps_the_log(tiny_tokenizer):
+    class Exploding:
+        name, extra = "boom", None
+
+        def __init__(self):
+            self.calls = 0
+
+        def extra_per_forget(self):
+            return 0
+
+        def __call__(self, model, batch):
+            self.calls += 1
+            loss, logs = make_loss("ga")(model, batch)
+            return (loss * float("nan") if self.calls == 3 else loss), logs
+
+    model = peft_model(tiny_tokenizer)
+    log = unlearn(model, tiny_tokenizer, Exploding(), QA[:4], UnlearnConfig(epochs=5, batch_size=2, progress=False))
+    assert log.status == "diverged" and len(log.steps) == 3 and "step 3" in log.message
+
+
+def test_resume_after_interruption_gives_the_same_run(tiny_tokenizer, tmp_path):
+    cfg = UnlearnConfig(lr=1e-2, epochs=3, batch_size=2, checkpoint_every=2, progress=False)
+    extra = retain_index(4, 2, seed=0)
+    full_model = peft_model(tiny_tokenizer)
+    full = unlearn(full_model, tiny_tokenizer, make_loss("graddiff"), QA[:4], cfg, QA[4:], extra)
+
+    class Interrupt(Exception):
+        pass
+
+    class Crashing:
+        name, extra = "graddiff", "retain"
+
+        def __init__(self):
+            self.inner, self.calls = make_loss("graddiff"), 0
+
+        def extra_per_forget(self):
+            return 1
+
+        def __call__(self, model, batch):
+            self.calls += 1
+            if self.calls == 4:
+                raise Interrupt
+            return self.inner(model, batch)
+
+    with pytest.raises(Interrupt):
+        unlearn(peft_model(tiny_tokenizer), tiny_tokenizer, Crashing(), QA[:4], cfg, QA[4:], extra, checkpoint_dir=tmp_path)
+    assert (tmp_path / "checkpoint" / "state.pt").exists()
+    resumed_model = peft_model(tiny_tokenizer)
+    resumed = unlearn(resumed_model, tiny_tokenizer, make_loss("graddiff"), QA[:4], cfg, QA[4:], extra, checkpoint_dir=tmp_path)
+    assert resumed.status == "completed" and len(resumed.steps) == len(full.steps) == 6
+    for a, b in zip(full.steps, resumed.steps):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    for name, value in lora_weights(full_model).items():
+        torch.testing.assert_close(value, lora_weights(resumed_model)[name], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_inputs(tiny_tokenizer, tiny_llama):
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        for p in tiny_llama.parameters():
+            p.requires_grad_(False)
+        unlearn(tiny_llama, tiny_tokenizer, make_loss("ga"), QA[:2], UnlearnConfig(progress=False))
+    with pytest.raises(ValueError, match=r"extra_index of shape \(2, 3\)"):
+        unlearn(peft_model(tiny_tokenizer), tiny_tokenizer, make_loss("sga", k=4), QA[:2], UnlearnConfig(progress=False))
+    with pytest.raises(ValueError, match="retain pool is empty"):
+        retain_index(3, 0, seed=0)
