@@ -1,0 +1,1 @@
+"""End-to-end steps per benchmark, called cell by cell from the notebooks."""
