@@ -172,7 +172,8 @@ def unlearn(
             for key, value in {"loss": loss.item(), **parts}.items():
                 totals[key] = totals.get(key, 0.0) + weight * value
         grad_norm = _grad_norm(params, config.max_grad_norm)
-        entry = {"step": step + 1, "epoch": step // steps_per_epoch + 1, **totals, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0]}
+        entry = {"step": step + 1, "epoch": step // steps_per_epoch + 1, **totals, "grad_norm": grad_norm,
+                 "lr": scheduler.get_last_lr()[0], "elapsed": time.perf_counter() - began}
         if not all(math.isfinite(v) for v in (totals["loss"], grad_norm)):
             log.steps.append(entry)
             log.status, log.message = "diverged", f"non-finite loss or gradient at step {step + 1}"

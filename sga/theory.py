@@ -1,0 +1,486 @@
+"""Closed forms of the one-step analysis of the smoothing rate r (numpy only).
+
+Notation. ``g_f`` is the gradient of the forget loss l_f, ``g_normal_mean`` (written ḡ) is the mean
+of the K-1 normal-sample gradients, so that sum_k g_k = (K-1) ḡ. With c = (K-1)/K the label mass
+that r moves onto the normal samples, the two readings of the SGA objective are
+
+    "gls":     L(r) = -(1 - r + r/K) l_f - (r/K) sum_k l_k      (any real r; r = 0 is GA)
+    "descent": L(r) = -(1 - r + r/K) l_f + (r/K) sum_k l_k      (r in [0, 1])
+
+One gradient step moves the parameters along d(r) = -∇L(r), which is affine in r:
+
+    "gls":     d(r) = g_f + r c (ḡ - g_f)
+    "descent": d(r) = g_f - r c (ḡ + g_f)
+
+``k`` may be ``math.inf``: the limit K -> inf with ḡ held fixed (then c = 1).
+The module also holds a small softmax-regression toy on which the closed forms are tried.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+Reading = Literal["gls", "descent"]
+READINGS: tuple[str, ...] = ("gls", "descent")
+# The rates each reading is defined for.
+VALID_RATE_RANGE: dict[str, tuple[float, float]] = {"gls": (-math.inf, math.inf), "descent": (0.0, 1.0)}
+# ||b||^2 below this fraction of ||g_f||^2 + ||ḡ||^2 counts as a zero slope (r has no effect on d).
+_DEGENERATE_TOL = 1e-12
+
+
+def _check_reading(reading: str) -> None:
+    if reading not in READINGS:
+        raise ValueError(f"Unknown reading {reading!r}; choose one of {list(READINGS)}.")
+
+
+def normal_mass(k: float) -> float:
+    """c = (K-1)/K: the label mass per unit of r that moves onto the K-1 normal samples.
+
+    ``k`` is the number of "classes" (1 forget + K-1 normal samples): an integer >= 2, or ``math.inf``.
+    """
+    if k == math.inf:
+        return 1.0
+    if not isinstance(k, numbers.Real) or isinstance(k, bool) or not float(k).is_integer() or k < 2:
+        raise ValueError(
+            f"k must be an integer >= 2 (one forget sample plus at least one normal sample) "
+            f"or math.inf for the large-K limit; got {k!r}."
+        )
+    return (k - 1) / k
+
+
+def objective_coefficients(rate: float, k: int, reading: Reading = "gls") -> tuple[float, float]:
+    """(coefficient of l_f, coefficient of each l_k) in L(r); finite ``k`` only.
+
+    "gls" gives (-(1 - r + r/K), -r/K), "descent" gives (-(1 - r + r/K), +r/K).
+    """
+    _check_reading(reading)
+    if k == math.inf:
+        raise ValueError("objective_coefficients needs a finite k; per-sample weights vanish as K -> inf.")
+    normal_mass(k)
+    forget_weight, normal_weight = 1 - rate + rate / k, rate / k
+    return -forget_weight, (-normal_weight if reading == "gls" else normal_weight)
+
+
+def update_coefficients(rate: float, k: float, reading: Reading = "gls") -> tuple[float, float]:
+    """(α_f, α_n) with d(r) = α_f g_f + α_n ḡ: (1 - rc, rc) for "gls" and (1 - rc, -rc) for "descent"."""
+    _check_reading(reading)
+    shift = rate * normal_mass(k)
+    return 1 - shift, (shift if reading == "gls" else -shift)
+
+
+def affine_update(
+    g_f: np.ndarray, g_normal_mean: np.ndarray, k: float, reading: Reading = "gls"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) with d(r) = a + r b: a = g_f, b = c(ḡ - g_f) ("gls") or b = -c(ḡ + g_f) ("descent")."""
+    _check_reading(reading)
+    g_f, g_n = _as_pair(g_f, g_normal_mean)
+    c = normal_mass(k)
+    return g_f, (c * (g_n - g_f) if reading == "gls" else -c * (g_n + g_f))
+
+
+def update_direction(
+    g_f: np.ndarray, g_normal_mean: np.ndarray, rate: float, k: float, reading: Reading = "gls"
+) -> np.ndarray:
+    """d(r) = -∇L(r), the direction one gradient step on L(r) moves the parameters."""
+    alpha_f, alpha_n = update_coefficients(rate, k, reading)
+    g_f, g_n = _as_pair(g_f, g_normal_mean)
+    return alpha_f * g_f + alpha_n * g_n
+
+
+def optimal_rate(
+    g_f: np.ndarray, g_normal_mean: np.ndarray, k: float, reading: Reading = "gls", clip: bool = False
+) -> float:
+    """The rate r* minimising the one-step update norm ||d(r)||^2: r* = -<a, b> / ||b||^2.
+
+    Assumptions: one plain gradient step (no optimizer state, so the step is proportional to d(r));
+    g_f and ḡ are taken at the current parameters and held fixed while r varies; the criterion is the
+    squared Euclidean norm of d(r). In closed form, with c = (K-1)/K,
+
+        "gls":     r* = (||g_f||^2 - <g_f, ḡ>) / (c ||g_f - ḡ||^2)
+        "descent": r* = (||g_f||^2 + <g_f, ḡ>) / (c ||g_f + ḡ||^2)
+
+    At r* the update is orthogonal to b, so to first order a step changes l_f and the mean normal loss
+    by the same amount ("gls") or by opposite amounts ("descent"). ``clip=True`` clips r* to the
+    reading's valid range (``VALID_RATE_RANGE``: [0, 1] for "descent"; no-op for "gls"); ||d(r)||^2 is
+    a convex parabola, so the clipped value minimises it over that range.
+
+    Raises ValueError when b = 0 (ḡ = g_f for "gls", ḡ = -g_f for "descent", or both gradients zero):
+    then d does not depend on r and no rate is singled out.
+    """
+    g_f, g_n = _as_pair(g_f, g_normal_mean)
+    return optimal_rate_from_gram(
+        float(g_f @ g_f), float(g_f @ g_n), float(g_n @ g_n), k, reading=reading, clip=clip
+    )
+
+
+def optimal_rate_from_gram(
+    ff: float, fn: float, nn: float, k: float, reading: Reading = "gls", clip: bool = False
+) -> float:
+    """``optimal_rate`` from the inner products ff = <g_f, g_f>, fn = <g_f, ḡ>, nn = <ḡ, ḡ>.
+
+    Useful for large models: the three numbers can be accumulated parameter tensor by tensor.
+    """
+    _check_reading(reading)
+    c = normal_mass(k)
+    sign = 1.0 if reading == "gls" else -1.0  # "descent" is "gls" with ḡ -> -ḡ
+    fn = sign * fn
+    slope_sq = ff - 2 * fn + nn  # ||g_f - ḡ||^2 (gls) or ||g_f + ḡ||^2 (descent)
+    if slope_sq <= _DEGENERATE_TOL * (ff + nn):
+        same = "ḡ = g_f" if reading == "gls" else "ḡ = -g_f"
+        raise ValueError(
+            f"d(r) does not depend on r (its slope b is zero: {same} or both gradients are zero), "
+            f"so ||d(r)||^2 has no unique minimiser under reading {reading!r}."
+        )
+    rate = (ff - fn) / (c * slope_sq)
+    return _clip_rate(rate, reading) if clip else rate
+
+
+def optimal_rate_from_gradients(
+    forget_grad: np.ndarray, normal_grads: np.ndarray, reading: Reading = "gls", clip: bool = False
+) -> float:
+    """``optimal_rate`` from a flattened forget gradient [P] and the K-1 normal gradients [K-1, P]."""
+    forget_grad = np.asarray(forget_grad, dtype=float).ravel()
+    normal_grads = np.asarray(normal_grads, dtype=float)
+    if normal_grads.ndim != 2 or normal_grads.shape[1] != forget_grad.size:
+        raise ValueError(
+            f"normal_grads must have shape [K-1, {forget_grad.size}] (one flattened gradient per normal "
+            f"sample); got {normal_grads.shape}."
+        )
+    return optimal_rate(forget_grad, normal_grads.mean(axis=0), normal_grads.shape[0] + 1, reading, clip)
+
+
+def optimal_rate_orthogonal(forget_norm: float, normal_norm: float, k: float) -> float:
+    """r* when <g_f, ḡ> = 0 (same in both readings): ||g_f||^2 / (c (||g_f||^2 + ||ḡ||^2))."""
+    ff, nn = forget_norm**2, normal_norm**2
+    if ff + nn == 0:
+        raise ValueError("Both gradients are zero: d(r) = 0 for every r, so no rate is singled out.")
+    return ff / (normal_mass(k) * (ff + nn))
+
+
+def optimal_rate_collinear(ratio: float, k: float, reading: Reading = "gls") -> float:
+    """r* when ḡ = ratio * g_f (ratio > 0 aligned, < 0 opposed): 1/(c(1 - ratio)) or 1/(c(1 + ratio)).
+
+    Here d(r*) = 0: the criterion picks the rate whose step is zero.
+    """
+    _check_reading(reading)
+    denominator = 1 - ratio if reading == "gls" else 1 + ratio
+    if denominator == 0:
+        raise ValueError(
+            f"ratio {ratio} makes d(r) independent of r under reading {reading!r}; no rate is singled out."
+        )
+    return 1 / (normal_mass(k) * denominator)
+
+
+def _clip_rate(rate: float, reading: str) -> float:
+    lo, hi = VALID_RATE_RANGE[reading]
+    return float(min(max(rate, lo), hi))
+
+
+def first_order_loss_changes(
+    g_f: np.ndarray, g_normal_mean: np.ndarray, rate: float | np.ndarray, k: float, reading: Reading = "gls"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(<g_f, d(r)>, <ḡ, d(r)>): the first-order change of l_f and of the mean normal loss per unit step.
+
+    ``rate`` may be an array; the results then have its shape.
+    """
+    a, b = affine_update(g_f, g_normal_mean, k, reading)
+    g_f, g_n = _as_pair(g_f, g_normal_mean)
+    rate = np.asarray(rate, dtype=float)
+    return g_f @ a + rate * (g_f @ b), g_n @ a + rate * (g_n @ b)
+
+
+@dataclass(frozen=True)
+class RateInterval:
+    """An interval of rates; an infinite end is always open."""
+
+    lo: float
+    hi: float
+    lo_closed: bool
+    hi_closed: bool
+
+    def __contains__(self, rate: float) -> bool:
+        above = rate >= self.lo if self.lo_closed else rate > self.lo
+        below = rate <= self.hi if self.hi_closed else rate < self.hi
+        return bool(above and below)
+
+
+def _half_line(offset: float, slope: float, strict: bool) -> RateInterval | None:
+    """The set {r : offset + r * slope > 0} (strict) or {r : offset + r * slope <= 0} (not strict)."""
+    if slope == 0:
+        holds = offset > 0 if strict else offset <= 0
+        return RateInterval(-math.inf, math.inf, False, False) if holds else None
+    root = -offset / slope
+    if strict:  # offset + r * slope > 0
+        if slope > 0:
+            return RateInterval(root, math.inf, False, False)
+        return RateInterval(-math.inf, root, False, False)
+    if slope > 0:  # offset + r * slope <= 0
+        return RateInterval(-math.inf, root, False, True)
+    return RateInterval(root, math.inf, True, False)
+
+
+def _intersect(first: RateInterval | None, second: RateInterval | None) -> RateInterval | None:
+    if first is None or second is None:
+        return None
+    if first.lo > second.lo or (first.lo == second.lo and not first.lo_closed):
+        lo, lo_closed = first.lo, first.lo_closed
+    else:
+        lo, lo_closed = second.lo, second.lo_closed
+    if first.hi < second.hi or (first.hi == second.hi and not first.hi_closed):
+        hi, hi_closed = first.hi, first.hi_closed
+    else:
+        hi, hi_closed = second.hi, second.hi_closed
+    if lo > hi or (lo == hi and not (lo_closed and hi_closed)):
+        return None
+    return RateInterval(lo, hi, lo_closed, hi_closed)
+
+
+def first_order_safe_range(
+    g_f: np.ndarray, g_normal_mean: np.ndarray, k: float, reading: Reading = "gls", clip: bool = False
+) -> RateInterval | None:
+    """Rates for which, to first order, one step raises l_f and does not raise the mean normal loss.
+
+    The two conditions <g_f, d(r)> > 0 and <ḡ, d(r)> <= 0 are linear in r; each gives a half-line (or
+    all/no r when its slope is zero), and the result is their intersection, or None when it is empty.
+    ``clip=True`` intersects it with the reading's valid range (``VALID_RATE_RANGE``).
+    """
+    (forget_offset, normal_offset), (forget_slope, normal_slope) = (
+        first_order_loss_changes(g_f, g_normal_mean, r, k, reading) for r in (0.0, 1.0)
+    )
+    forget_slope, normal_slope = forget_slope - forget_offset, normal_slope - normal_offset
+    safe = _intersect(
+        _half_line(float(forget_offset), float(forget_slope), strict=True),
+        _half_line(float(normal_offset), float(normal_slope), strict=False),
+    )
+    if clip:
+        lo, hi = VALID_RATE_RANGE[reading]
+        safe = _intersect(safe, RateInterval(lo, hi, lo != -math.inf, hi != math.inf))
+    return safe
+
+
+def safe_optimal_rate(
+    g_f: np.ndarray, g_normal_mean: np.ndarray, k: float, reading: Reading = "gls", clip: bool = False
+) -> float:
+    """The rate minimising ||d(r)||^2 over the first-order safe range: r* moved to the nearest point
+    of that range's closure (||d(r)||^2 is a convex parabola in r).
+
+    Under "descent" this is r* itself whenever d(r*) != 0 (at r*, <g_f, d> = ||d||^2 = -<ḡ, d>); under
+    "gls" r* raises both losses equally, so this is the end of the range where <ḡ, d(r)> = 0.
+    ``clip`` as in ``first_order_safe_range``. Raises ValueError when the safe range is empty.
+    """
+    safe = first_order_safe_range(g_f, g_normal_mean, k, reading, clip)
+    if safe is None:
+        raise ValueError(
+            f"No rate is first-order safe under reading {reading!r}"
+            f"{' within its valid range' if clip else ''}: every step either lowers the forget loss or raises "
+            "the normal loss."
+        )
+    return float(min(max(optimal_rate(g_f, g_normal_mean, k, reading), safe.lo), safe.hi))
+
+
+def brute_force_rate(
+    objective: Callable[[float], float], lo: float, hi: float, grid_size: int = 2001
+) -> float:
+    """Minimise a scalar function of r on [lo, hi]: the best point of a dense grid, refined by
+    bounded Brent search between its grid neighbours. Independent of the closed forms, for checking."""
+    if not lo < hi:
+        raise ValueError(f"Need lo < hi; got lo={lo}, hi={hi}.")
+    grid = np.linspace(lo, hi, grid_size)
+    best = int(np.argmin([objective(r) for r in grid]))
+    left, right = grid[max(best - 1, 0)], grid[min(best + 1, grid_size - 1)]
+    refined = minimize_scalar(objective, bounds=(left, right), method="bounded", options={"xatol": 1e-12})
+    return float(refined.x) if refined.fun <= objective(grid[best]) else float(grid[best])
+
+
+def compare_with_brute_force(
+    seed: int,
+    n_cases: int,
+    k: float,
+    reading: Reading = "gls",
+    dim: int = 6,
+    bracket: tuple[float, float] = (-60.0, 60.0),
+    grid_size: int = 801,
+) -> dict[str, np.ndarray]:
+    """``optimal_rate`` and ``brute_force_rate`` of ||d(r)||^2 on ``n_cases`` random Gaussian pairs
+    (g_f ~ N(0, I), ḡ ~ N(0, s^2 I) with s ~ U(0.1, 3)). ``inside`` marks cases whose closed form lies
+    inside ``bracket`` (the brute force can only find those)."""
+    rng = np.random.default_rng(seed)
+    closed, brute = np.empty(n_cases), np.empty(n_cases)
+    for case in range(n_cases):
+        g_f, g_n = rng.normal(size=dim), rng.normal(size=dim) * rng.uniform(0.1, 3.0)
+        closed[case] = optimal_rate(g_f, g_n, k, reading)
+        brute[case] = brute_force_rate(
+            lambda r: float(np.sum(update_direction(g_f, g_n, r, k, reading) ** 2)), *bracket, grid_size
+        )
+    return {"closed": closed, "brute": brute, "inside": (closed > bracket[0]) & (closed < bracket[1])}
+
+
+def _as_pair(g_f: np.ndarray, g_normal_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    g_f = np.asarray(g_f, dtype=float).ravel()
+    g_n = np.asarray(g_normal_mean, dtype=float).ravel()
+    if g_f.shape != g_n.shape:
+        raise ValueError(f"g_f and g_normal_mean must have the same size; got {g_f.size} and {g_n.size}.")
+    if not (np.isfinite(g_f).all() and np.isfinite(g_n).all()):
+        raise ValueError("Gradients contain NaN or inf; r* is only defined for finite gradients.")
+    return g_f, g_n
+
+
+# --- A toy on which the closed forms are tried: softmax regression on Gaussian blobs -------------
+
+
+def softmax_cross_entropy(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of the linear classifier ``x @ weights`` and its gradient w.r.t. ``weights``."""
+    logits = x @ weights
+    log_probs = logits - logits.max(axis=1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    rows = np.arange(len(y))
+    residual = np.exp(log_probs)
+    residual[rows, y] -= 1
+    return float(-log_probs[rows, y].mean()), x.T @ residual / len(y)
+
+
+def accuracy(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of rows of ``x`` whose arg-max logit is the label."""
+    return float((np.argmax(x @ weights, axis=1) == y).mean())
+
+
+@dataclass(frozen=True)
+class ToyProblem:
+    """A pretrained softmax regression, a forget set, K-1 normal samples per forget sample, a retain set.
+
+    Features carry a trailing constant 1 (the bias). ``normal_x`` stacks the K-1 normal samples of every
+    forget sample, so the gradient of their mean loss is ḡ.
+    """
+
+    weights: np.ndarray
+    forget_x: np.ndarray
+    forget_y: np.ndarray
+    normal_x: np.ndarray
+    normal_y: np.ndarray
+    retain_x: np.ndarray
+    retain_y: np.ndarray
+    k: int
+
+
+def make_toy_problem(
+    seed: int = 0,
+    k: int = 4,
+    n_classes: int = 4,
+    n_features: int = 8,
+    n_per_class: int = 100,
+    n_forget: int = 20,
+    pretrain_steps: int = 300,
+    pretrain_lr: float = 0.5,
+) -> ToyProblem:
+    """Gaussian blobs (unit spread, class means ~ N(0, 1.5^2)), a softmax regression fit by full-batch
+    gradient descent on all of them, then a random forget set and, for each forget sample, K-1 normal
+    samples drawn at random from the rest (the retain set)."""
+    normal_mass(k)
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, 1.5, (n_classes, n_features))
+    x = np.concatenate([rng.normal(mean, 1.0, (n_per_class, n_features)) for mean in means])
+    x = np.hstack([x, np.ones((len(x), 1))])
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    weights = np.zeros((n_features + 1, n_classes))
+    for _ in range(pretrain_steps):
+        weights -= pretrain_lr * softmax_cross_entropy(weights, x, y)[1]
+    order = rng.permutation(len(x))
+    forget, retain = order[:n_forget], order[n_forget:]
+    normal = rng.choice(retain, size=n_forget * (k - 1))
+    return ToyProblem(weights, x[forget], y[forget], x[normal], y[normal], x[retain], y[retain], k)
+
+
+def toy_gradients(weights: np.ndarray, problem: ToyProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened (g_f, ḡ) of ``problem`` at ``weights``."""
+    g_f = softmax_cross_entropy(weights, problem.forget_x, problem.forget_y)[1]
+    g_n = softmax_cross_entropy(weights, problem.normal_x, problem.normal_y)[1]
+    return g_f.ravel(), g_n.ravel()
+
+
+def run_toy_unlearning(
+    problem: ToyProblem,
+    rate: float | Literal["dynamic"],
+    reading: Reading = "gls",
+    steps: int = 300,
+    lr: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Plain gradient steps weights += lr * d(r) from the pretrained weights.
+
+    ``rate="dynamic"`` uses r*(t) (``optimal_rate`` at the current weights, clipped to the reading's
+    valid range) at every step. Returns arrays over steps 0..steps: forget_loss, normal_loss,
+    retain_loss, retain_accuracy, forget_accuracy, param_norm; and over steps 0..steps-1:
+    optimal_rate (unclipped r*(t)) and rate (the rate used); "weights" stacks the weights at steps
+    0..steps.
+    """
+    _check_reading(reading)
+    if rate != "dynamic" and not isinstance(rate, numbers.Real):
+        raise ValueError(f"rate must be a number or 'dynamic'; got {rate!r}.")
+    weights = problem.weights.copy()
+    history: dict[str, list] = {name: [] for name in _TOY_METRICS + ("optimal_rate", "rate", "weights")}
+    for step in range(steps + 1):
+        _record_toy_metrics(weights, problem, history)
+        history["weights"].append(weights.copy())
+        if step == steps:
+            break
+        g_f, g_n = toy_gradients(weights, problem)
+        best = optimal_rate(g_f, g_n, problem.k, reading)
+        used = _clip_rate(best, reading) if rate == "dynamic" else float(rate)
+        history["optimal_rate"].append(best)
+        history["rate"].append(used)
+        weights += lr * update_direction(g_f, g_n, used, problem.k, reading).reshape(weights.shape)
+    return {name: np.asarray(values) for name, values in history.items()}
+
+
+def first_step_reaching(values: np.ndarray, level: float) -> int | None:
+    """Index of the first entry >= ``level`` (e.g. the step the forget loss reaches a target), or None."""
+    reached = np.flatnonzero(np.asarray(values) >= level)
+    return int(reached[0]) if reached.size else None
+
+
+def toy_rate_diagnostics(
+    problem: ToyProblem, weights_seq: np.ndarray, reading: Reading = "gls"
+) -> dict[str, np.ndarray]:
+    """r* (unclipped) and the first-order safe range (lo, hi; NaN where empty) at each weights of a sequence."""
+    out: dict[str, list[float]] = {"optimal_rate": [], "safe_lo": [], "safe_hi": []}
+    for weights in weights_seq:
+        g_f, g_n = toy_gradients(weights, problem)
+        safe = first_order_safe_range(g_f, g_n, problem.k, reading)
+        out["optimal_rate"].append(optimal_rate(g_f, g_n, problem.k, reading))
+        out["safe_lo"].append(math.nan if safe is None else safe.lo)
+        out["safe_hi"].append(math.nan if safe is None else safe.hi)
+    return {name: np.asarray(values) for name, values in out.items()}
+
+
+def toy_loss_slopes(
+    problem: ToyProblem, weights: np.ndarray, direction: np.ndarray, eps: float = 1e-5
+) -> tuple[float, float]:
+    """Measured directional derivatives of l_f and of the mean normal loss along ``direction``
+    (central differences), to compare with ``first_order_loss_changes``."""
+    step = eps * np.asarray(direction, dtype=float).reshape(weights.shape)
+
+    def slope(x: np.ndarray, y: np.ndarray) -> float:
+        up = softmax_cross_entropy(weights + step, x, y)[0]
+        down = softmax_cross_entropy(weights - step, x, y)[0]
+        return (up - down) / (2 * eps)
+
+    return slope(problem.forget_x, problem.forget_y), slope(problem.normal_x, problem.normal_y)
+
+
+_TOY_METRICS = (
+    "forget_loss", "normal_loss", "retain_loss", "retain_accuracy", "forget_accuracy", "param_norm"
+)
+
+
+def _record_toy_metrics(weights: np.ndarray, problem: ToyProblem, history: dict[str, list[float]]) -> None:
+    history["forget_loss"].append(softmax_cross_entropy(weights, problem.forget_x, problem.forget_y)[0])
+    history["normal_loss"].append(softmax_cross_entropy(weights, problem.normal_x, problem.normal_y)[0])
+    history["retain_loss"].append(softmax_cross_entropy(weights, problem.retain_x, problem.retain_y)[0])
+    history["retain_accuracy"].append(accuracy(weights, problem.retain_x, problem.retain_y))
+    history["forget_accuracy"].append(accuracy(weights, problem.forget_x, problem.forget_y))
+    history["param_norm"].append(float(np.linalg.norm(weights)))
