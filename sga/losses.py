@@ -12,6 +12,7 @@ extra memory; they therefore need a peft model.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,7 +25,9 @@ READINGS: dict[str, str] = {
     "gls": "label smoothing applied to GA: minimise -w_f l(x_f) - w_n sum_k l(x_k); r < 0 learns normal data",
     "descent": "minimise -w_f l(x_f) + w_n sum_k l(x_k) with 0 <= r <= 1: normal data always learned",
 }
-RATE_RANGES: dict[str, tuple[float, float]] = {"gls": (-1.0, 1.0), "descent": (0.0, 1.0)}
+# gls: r <= 1 keeps the forget sample's label mass (1 - r + r/K) at least each normal sample's (r/K);
+# any r < 0 is negative label smoothing. descent: the reading is defined on [0, 1].
+RATE_RANGES: dict[str, tuple[float, float]] = {"gls": (-math.inf, 1.0), "descent": (0.0, 1.0)}
 
 
 def sga_weights(rate: float, k: int) -> tuple[float, float]:

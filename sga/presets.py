@@ -28,7 +28,7 @@ _TOFU_COMMON: dict[str, Any] = {
     "k": 4,
     "normal_source": "random",
     "lr": 1e-3,
-    "epochs": 5,
+    "epochs": 8,
     "batch_size": 4,
     "forget_per_forward": None,
     "lora_rank": 8,
@@ -46,7 +46,7 @@ _TOFU_COMMON: dict[str, Any] = {
     # the embedded world: generated data and tiny models (ignored for hub sources)
     "data": {"n_authors": 50, "qa_per_author": 8, "n_holdout_authors": 5, "n_real_authors": 30, "n_world_facts": 30},
     "tiny_model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1024},
-    "tiny_training": {"epochs": 30, "lr": 3e-3, "batch_size": 16},
+    "tiny_training": {"epochs": 30, "lr": 1e-2, "batch_size": 8},
 }
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

@@ -19,6 +19,7 @@ _TEMPLATES: dict[str, tuple[str, bool]] = {
     "llama2_chat": ("[INST] {question} [/INST]", True),
     "phi": ("Question: {question}\nAnswer: ", False),
     "plain": ("{question}", False),
+    "hf_chat": ("", False),  # the tokenizer's own chat template (e.g. Llama-3.2-Instruct); it adds its BOS itself
 }
 TEMPLATES: tuple[str, ...] = tuple(_TEMPLATES)
 
@@ -30,16 +31,21 @@ def _template(name: str) -> tuple[str, bool]:
         raise ValueError(f"Unknown prompt template {name!r}; choose one of {list(TEMPLATES)}.") from None
 
 
-def format_prompt(question: str, template: str) -> str:
-    """The prompt text for ``question`` under ``template`` (without BOS)."""
+def format_prompt(question: str, template: str, tokenizer=None) -> str:
+    """The prompt text for ``question`` under ``template`` (``hf_chat`` needs the tokenizer)."""
     fmt, _ = _template(template)
+    if template == "hf_chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("Template 'hf_chat' needs a tokenizer with a chat template; use llama2_chat, phi or plain.")
+        messages = [{"role": "user", "content": question}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return fmt.format(question=question)
 
 
 def encode_prompt(tokenizer, question: str, template: str) -> list[int]:
     """Token ids of the formatted prompt, with BOS where the template asks for it."""
     _, add_bos = _template(template)
-    ids = tokenizer(format_prompt(question, template), add_special_tokens=False)["input_ids"]
+    ids = tokenizer(format_prompt(question, template, tokenizer), add_special_tokens=False)["input_ids"]
     if add_bos and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
     return ids

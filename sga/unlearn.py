@@ -67,12 +67,14 @@ def retain_index(n_forget: int, n_pool: int, seed: int) -> np.ndarray:
     return order[np.arange(n_forget) % n_pool][:, None].astype(np.int64)
 
 
-def _epoch_batches(n_forget: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+def epoch_batches(n_forget: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The forget-sample indices of each step of one epoch (a seeded shuffle per epoch)."""
     order = np.random.default_rng([seed, epoch]).permutation(n_forget)
     return [order[i : i + batch_size] for i in range(0, n_forget, batch_size)]
 
 
-def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters that unlearning updates (the LoRA adapter), with a clear error if there are none."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameters: add a LoRA adapter (sga.models.add_lora) first.")
@@ -139,11 +141,11 @@ def unlearn(
     forget_feats = [encode(p) for p in forget_pairs]
     extra_feats = [encode(p) for p in extra_pairs] if n_extra else []
 
-    params = _trainable(model)
+    params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(config.warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
-    batches = [b for e in range(config.epochs) for b in _epoch_batches(len(forget_pairs), config.batch_size, config.seed, e)]
+    batches = [b for e in range(config.epochs) for b in epoch_batches(len(forget_pairs), config.batch_size, config.seed, e)]
     steps_per_epoch = math.ceil(len(forget_pairs) / config.batch_size)
 
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None

@@ -1,0 +1,90 @@
+"""Measure the theory's r*(t) on a real model: forget and normal LoRA gradients along an SGA run.
+
+At every step the forget gradient g_f (of the mean forget NLL) and the mean normal gradient ḡ (of the
+mean normal NLL) are computed by two backward passes over the trainable (LoRA) parameters. Their inner
+products give r*(t) and the first-order safe range through :mod:`sga.theory`; then the step itself is
+taken with SGA's gradient at the run's fixed rate, assembled from the same two gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from sga import theory
+from sga.inference import model_device, sequence_nll
+from sga.losses import check_rate, sga_weights
+from sga.prompts import collate, encode_qa
+from sga.unlearn import epoch_batches, trainable_parameters
+
+
+def _grads(model: torch.nn.Module, params: list[torch.nn.Parameter], batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], float]:
+    """Gradients of the mean sequence NLL of ``batch`` with respect to ``params``, and that mean."""
+    nll = sequence_nll(model, batch).mean()
+    return list(torch.autograd.grad(nll, params)), nll.item()
+
+
+def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
+    return float(sum((x.double() * y.double()).sum() for x, y in zip(a, b)))
+
+
+def measure_rate_dynamics(
+    model: torch.nn.Module,
+    tokenizer,
+    forget_pairs: Sequence[tuple[str, str]],
+    normal_pairs: Sequence[tuple[str, str]],
+    normal_index: np.ndarray,
+    params: Mapping[str, Any],
+) -> list[dict[str, float]]:
+    """Run SGA at ``params['rate']`` and record, per step, the gradient inner products and r*(t).
+
+    Uses ``lr``, ``epochs``, ``batch_size``, ``k``, ``reading``, ``template``, ``max_length`` and ``seed``
+    from ``params``; AdamW as in :func:`sga.unlearn.unlearn` (without gradient clipping). Returns one dict per step with
+    ``forget_nll``, ``normal_nll``, ``ff``, ``fn``, ``nn``, ``cosine`` and, for each reading, ``r_star_<reading>``
+    and the safe range ``safe_lo_<reading>`` / ``safe_hi_<reading>`` (NaN when empty).
+    """
+    k, reading, rate = int(params["k"]), params["reading"], float(params["rate"])
+    check_rate(rate, reading)
+    if k < 2 or normal_index.shape != (len(forget_pairs), k - 1):
+        raise ValueError(f"K must be >= 2 and normal_index of shape ({len(forget_pairs)}, {k - 1}).")
+    forget_weight, normal_weight = sga_weights(rate, k)
+    sign = -1.0 if reading == "gls" else 1.0
+    encode = lambda pair: encode_qa(tokenizer, pair[0], pair[1], params["template"], params["max_length"])  # noqa: E731
+    forget_feats, normal_feats = [encode(p) for p in forget_pairs], [encode(p) for p in normal_pairs]
+    device = model_device(model)
+    trainable = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(trainable, lr=params["lr"], weight_decay=0.01)
+    torch.manual_seed(params["seed"])
+    model.train()
+    records: list[dict[str, float]] = []
+    for epoch in range(params["epochs"]):
+        for rows in epoch_batches(len(forget_pairs), params["batch_size"], params["seed"], epoch):
+            to_batch = lambda feats: {n: v.to(device) for n, v in collate(feats, tokenizer.pad_token_id).items()}  # noqa: E731
+            g_f, forget_nll = _grads(model, trainable, to_batch([forget_feats[i] for i in rows]))
+            g_n, normal_nll = _grads(model, trainable, to_batch([normal_feats[j] for i in rows for j in normal_index[i]]))
+            ff, fn, nn = _dot(g_f, g_f), _dot(g_f, g_n), _dot(g_n, g_n)
+            record = {"step": len(records) + 1, "forget_nll": forget_nll, "normal_nll": normal_nll,
+                      "ff": ff, "fn": fn, "nn": nn, "cosine": fn / math.sqrt(ff * nn) if ff * nn > 0 else float("nan")}
+            for name in theory.READINGS:
+                record[f"r_star_{name}"] = theory.optimal_rate_from_gram(ff, fn, nn, k, name)
+                f_vec, n_vec = _gram_vectors(ff, fn, nn)
+                safe = theory.first_order_safe_range(f_vec, n_vec, k, name)
+                record[f"safe_lo_{name}"] = safe.lo if safe else float("nan")
+                record[f"safe_hi_{name}"] = safe.hi if safe else float("nan")
+            records.append(record)
+            # SGA's loss per forget sample is -w_f l_f + sign * w_n * sum_k l_k; batch means give these grads
+            for p, gf, gn in zip(trainable, g_f, g_n):
+                p.grad = -forget_weight * gf + sign * normal_weight * (k - 1) * gn
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return records
+
+
+def _gram_vectors(ff: float, fn: float, nn: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two 2-D vectors with the given inner products (the safe range depends on nothing else)."""
+    f = np.array([math.sqrt(ff), 0.0])
+    along = fn / f[0] if f[0] > 0 else 0.0
+    return f, np.array([along, math.sqrt(max(nn - along**2, 0.0))])

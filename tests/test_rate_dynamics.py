@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from sga import theory
+from sga.inference import sequence_nll
+from sga.losses import make_loss
+from sga.prompts import collate, encode_qa
+from sga.rate_dynamics import measure_rate_dynamics
+from sga.unlearn import UnlearnConfig, unlearn
+
+from conftest import QA, make_tiny_llama
+
+PARAMS = {"k": 3, "reading": "gls", "rate": -0.5, "lr": 1e-2, "epochs": 2, "batch_size": 2, "template": "phi", "max_length": 64, "seed": 0}
+NORMAL = np.array([[4, 5], [5, 4]])
+
+
+def peft_model(tokenizer):
+    return get_peft_model(make_tiny_llama(tokenizer, seed=5), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
+
+
+def flat_grad(model, pairs, tokenizer):
+    model.zero_grad()
+    batch = collate([encode_qa(tokenizer, q, a, "phi", 64) for q, a in pairs], tokenizer.pad_token_id)
+    sequence_nll(model, batch).mean().backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]).double().numpy()
+
+
+def test_first_step_rate_matches_flattened_gradients(tiny_tokenizer):
+    model = peft_model(tiny_tokenizer)
+    forget = QA[:2]
+    g_f = flat_grad(model, forget, tiny_tokenizer)
+    g_n = flat_grad(model, [QA[j] for i in range(2) for j in NORMAL[i]], tiny_tokenizer)
+    model.zero_grad()
+    records = measure_rate_dynamics(model, tiny_tokenizer, forget, QA, NORMAL, {**PARAMS, "epochs": 1, "batch_size": 2})
+    assert len(records) == 1
+    for reading in theory.READINGS:
+        assert records[0][f"r_star_{reading}"] == pytest.approx(theory.optimal_rate(g_f, g_n, 3, reading), rel=1e-6)
+        safe = theory.first_order_safe_range(g_f, g_n, 3, reading)
+        lo = safe.lo if safe else float("nan")
+        assert records[0][f"safe_lo_{reading}"] == pytest.approx(lo, rel=1e-6, nan_ok=True)
+    assert records[0]["cosine"] == pytest.approx(g_f @ g_n / np.linalg.norm(g_f) / np.linalg.norm(g_n), rel=1e-6)
+
+
+def test_steps_follow_the_fused_sga_loss(tiny_tokenizer):
+    """Assembling SGA's gradient from the two measured gradients moves the weights exactly like the fused loss."""
+    measured = peft_model(tiny_tokenizer)
+    forget = QA[:2]
+    measure_rate_dynamics(measured, tiny_tokenizer, forget, QA, NORMAL, PARAMS)
+    fused = peft_model(tiny_tokenizer)
+    cfg = UnlearnConfig(lr=PARAMS["lr"], epochs=2, batch_size=2, max_grad_norm=None, max_length=64, progress=False)
+    unlearn(fused, tiny_tokenizer, make_loss("sga", rate=-0.5, k=3), forget, cfg, QA, NORMAL)
+    for (name, a), (_, b) in zip(measured.named_parameters(), fused.named_parameters()):
+        if a.requires_grad:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_rejects_bad_k(tiny_tokenizer):
+    with pytest.raises(ValueError, match="K must be >= 2"):
+        measure_rate_dynamics(peft_model(tiny_tokenizer), tiny_tokenizer, QA[:2], QA, NORMAL, {**PARAMS, "k": 4})
