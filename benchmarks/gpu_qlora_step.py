@@ -39,10 +39,11 @@ def synthetic_pairs(n: int, words: int, seed: int) -> list[tuple[str, str]]:
     return [(f"Tell me about item {i}.", " ".join(rng.choice(WORDS) for _ in range(words))) for i in range(n)]
 
 
-def save_random_llama(path: Path, layers: int, hidden: int, vocab: int) -> int:
+def save_random_llama(path: Path, layers: int, hidden: int, vocab: int, tokenizer) -> int:
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 11008 // 4096, num_hidden_layers=layers,
                          num_attention_heads=hidden // 128, num_key_value_heads=hidden // 128, max_position_embeddings=4096,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     with torch.device(DEVICE):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -74,6 +75,8 @@ def measure(model, tokenizer, method: str, forget, pool, seq_len: int, batch: in
     log = unlearn(model, tokenizer, loss, forget[: batch * (steps + warmup)], cfg, pool, index[: batch * (steps + warmup)] if n_extra else None)
     peak = _sync_and_peak()
     times = [s["elapsed"] for s in log.steps]
+    if log.status != "completed" or len(times) <= warmup:
+        return {"method": method, "status": log.status, "message": log.message, "first_step": log.steps[0] if log.steps else None}
     per_step = (times[-1] - times[warmup - 1]) / (len(times) - warmup)
     sequences = batch * (1 + n_extra)
     return {"method": method, "sequences_per_step": sequences, "tokens_per_sequence": seq_len, "forget_per_forward": per_forward,
@@ -95,7 +98,7 @@ def main() -> None:
     forget, pool = pairs[:100], pairs[100:]
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         began = time.perf_counter()
-        report["parameters"] = save_random_llama(Path(tmp), args.layers, args.hidden, vocab=32000)
+        report["parameters"] = save_random_llama(Path(tmp), args.layers, args.hidden, 32000, tokenizer)
         tokenizer.save_pretrained(tmp)
         report["save_seconds"] = round(time.perf_counter() - began, 1)
         params = presets.resolve("tofu", "paper")
