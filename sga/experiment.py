@@ -4,6 +4,7 @@ and keep exactly one result JSON per run (reused unless ``overwrite``)."""
 from __future__ import annotations
 
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,12 +20,13 @@ from sga.results import environment_info, read_json, write_json_atomic
 from sga.unlearn import UnlearnConfig, UnlearnLog, retain_index, unlearn
 
 _SGA_ONLY = ("rate", "k", "reading", "normal_source")
+_DISPLAY_ONLY = ("methods", "progress")
 
 
 def run_params(params: Mapping[str, Any], method: str) -> dict[str, Any]:
     """The parameters that define one method's run: the preset's, with ``methods`` replaced by ``method``
     and SGA-only options dropped for other methods (so changing r does not invalidate a GA result)."""
-    run = {k: v for k, v in params.items() if k != "methods"}
+    run = {k: v for k, v in params.items() if k not in _DISPLAY_ONLY}
     run["method"] = method
     if method != "sga":
         for key in _SGA_ONLY:
@@ -86,8 +88,13 @@ def run_unlearning(
     forget_pairs: Sequence[tuple[str, str]],
     pool_pairs: Sequence[tuple[str, str]],
     run_dir: Path,
+    progress: bool = True,
 ) -> UnlearnLog:
-    """Unlearn ``forget_pairs`` with ``method``, using ``pool_pairs`` as retain/normal data; resumable in ``run_dir``."""
+    """Unlearn ``forget_pairs`` with ``method``, using ``pool_pairs`` as retain/normal data.
+
+    Resumable: checkpoints go to ``run_dir/checkpoint``; a completed run leaves its LoRA adapter in
+    ``run_dir/adapter``.
+    """
     loss = make_loss(method, **loss_options(method, params))
     texts = lambda pairs: [f"{q} {a}" for q, a in pairs]  # noqa: E731
     index = extra_index(method, params, texts(forget_pairs), texts(pool_pairs))
@@ -99,10 +106,14 @@ def run_unlearning(
         max_length=params["max_length"],
         template=params["template"],
         seed=params["seed"],
-        checkpoint_every=params.get("checkpoint_every", 10),
-        progress=params.get("progress", True),
+        checkpoint_every=10,
+        progress=progress,
     )
-    return unlearn(model, tokenizer, loss, forget_pairs, config, pool_pairs, index, checkpoint_dir=run_dir)
+    log = unlearn(model, tokenizer, loss, forget_pairs, config, pool_pairs, index, checkpoint_dir=run_dir)
+    if log.status == "completed":  # keep the finished adapter; the resume checkpoint is no longer needed
+        model.save_pretrained(run_dir / "adapter")
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    return log
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

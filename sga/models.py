@@ -37,9 +37,12 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
+from transformers.utils import logging as hf_logging
+
 from sga.prompts import collate, encode_qa
 
 logger = logging.getLogger(__name__)
+hf_logging.disable_progress_bar()  # per-shard "Loading weights" bars would flood notebook outputs
 
 QUANTIZATIONS: tuple[str, ...] = ("none", "nf4", "fp4", "int8")
 COMPUTE_DTYPES: dict[str, torch.dtype] = {

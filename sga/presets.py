@@ -43,6 +43,7 @@ _TOFU_COMMON: dict[str, Any] = {
     "eval_batch_size": 32,
     "eval_max_items": None,
     "seed": 0,
+    "progress": True,  # tqdm bar per run; display only, not part of a run's identity
     # the embedded world: generated data and tiny models (ignored for hub sources)
     "data": {"n_authors": 50, "qa_per_author": 8, "n_holdout_authors": 5, "n_real_authors": 30, "n_world_facts": 30},
     "tiny_model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1024},
@@ -79,6 +80,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "gen_max_new_tokens": 200,
             "eval_batch_size": 16,
         },
+    },
+    # notebook 01: n_random_checks = random gradient pairs per (reading, K) in the brute-force check;
+    # brute_grid = its grid size; toy_steps = steps per toy run; sweep_points = fixed rates per reading
+    # in the toy sweep; toy_seeds = toy problems in that sweep; tofu_rates = fixed "gls" rates of the SGA
+    # grid on the TOFU preset of the same name (part 4)
+    "theory": {
+        "smoke": {"benchmark": "theory", "n_random_checks": 20, "brute_grid": 201, "toy_steps": 40,
+                  "sweep_points": 5, "toy_seeds": 2, "tofu_rates": [-0.4, 0.0]},
+        "mini": {"benchmark": "theory", "n_random_checks": 300, "brute_grid": 801, "toy_steps": 300,
+                 "sweep_points": 17, "toy_seeds": 5, "tofu_rates": [-1.0, -0.4, 0.0, 0.4, 1.0]},
+        "paper": {"benchmark": "theory", "n_random_checks": 1000, "brute_grid": 801, "toy_steps": 300,
+                  "sweep_points": 33, "toy_seeds": 10, "tofu_rates": [-1.0, -0.7, -0.4, -0.2, 0.0, 0.2, 0.4, 0.7, 1.0]},
     },
 }
 

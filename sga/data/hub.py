@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 import yaml
 from huggingface_hub.errors import LocalEntryNotFoundError
 
+datasets.disable_progress_bars()  # a bar per small split would flood notebook outputs
+
 
 class DataUnavailableError(RuntimeError):
     """The requested hub dataset cannot be reached (offline, or the hub is unreachable)."""

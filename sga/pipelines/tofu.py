@@ -70,7 +70,7 @@ def _tiny_models(params: Mapping[str, Any], data: dict[str, Any], cache_dir: Pat
     model_cfg, train_cfg = dict(params["tiny_model"]), dict(params["tiny_training"])
     tokenizer = build_or_load_tokenizer(corpus, model_cfg.pop("vocab_size"), cache_dir, seed=params["seed"])
     model_kwargs = {**model_cfg, "seed": params["seed"], "max_position_embeddings": params["max_length"]}
-    train_kwargs = {**train_cfg, "seed": params["seed"], "max_length": params["max_length"]}
+    train_kwargs = {**train_cfg, "seed": params["seed"], "max_length": params["max_length"], "progress": params["progress"]}
     build = lambda name, pairs: str(build_or_load_tiny_qa_model(name, pairs, tokenizer, cache_dir, params["template"], model_kwargs, train_kwargs))  # noqa: E731
     return tokenizer, build("tofu-target", full + background), build("tofu-retain", retain + background)
 
@@ -146,7 +146,8 @@ def run_method(setup: TofuSetup, method: str, overwrite: bool = False) -> dict[s
         retain_tr = retain_truth_ratios(setup)
         model = start_model(setup.target_model, params)
         log, train_seconds = timed(lambda: run_unlearning(model, setup.tokenizer, method, params, setup.pairs("forget"),
-                                                          setup.pairs("retain"), setup.out_dir / name))
+                                                          setup.pairs("retain"), setup.out_dir / name,
+                                                          progress=setup.params["progress"]))
         result = {"name": name, "params": params, "status": log.status, "message": log.message,
                   "log": log.steps, "train_seconds": train_seconds}
         if log.status == "completed":
