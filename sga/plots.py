@@ -22,12 +22,14 @@ def save_figure(fig: plt.Figure, figures_dir: str | Path, notebook: int, name: s
 def quality_vs_utility(table: pd.DataFrame, title: str = "") -> plt.Figure:
     """Forget quality (log scale) against model utility, one labelled point per model."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for label, row in table.iterrows():
+    for i, (label, row) in enumerate(table.iterrows()):
         if pd.isna(row.get("forget_quality")) or pd.isna(row.get("model_utility")):
             continue
         marker = "s" if label in ("target", "retain") else "o"
-        ax.scatter(row["model_utility"], row["forget_quality"], marker=marker, s=50)
-        ax.annotate(str(label), (row["model_utility"], row["forget_quality"]), textcoords="offset points", xytext=(5, 4))
+        ax.scatter(row["model_utility"], row["forget_quality"], marker=marker, s=50, color=f"C{i}")
+        # alternate label sides so neighbouring points stay readable
+        ax.annotate(str(label), (row["model_utility"], row["forget_quality"]), textcoords="offset points",
+                    xytext=(6, 4) if i % 2 == 0 else (6, -12))
     ax.set_yscale("log")
     ax.set_xlabel("model utility (higher is better)")
     ax.set_ylabel("forget quality, KS p-value (higher is better)")
@@ -39,15 +41,13 @@ def quality_vs_utility(table: pd.DataFrame, title: str = "") -> plt.Figure:
 def training_curves(results: Mapping[str, Mapping[str, Any]], title: str = "") -> plt.Figure:
     """Forget NLL, retain/normal NLL and gradient norm per step, one line per run with a log."""
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
-    for label, result in results.items():
+    for i, (label, result) in enumerate(results.items()):
         steps = result.get("log") or []
-        if not steps:
-            continue
         x = [s["step"] for s in steps]
         for ax, (key, _) in zip(axes, CURVES):
             values = [s.get(key, s.get("normal_nll") if key == "retain_nll" else None) for s in steps]
-            if any(v is not None for v in values):
-                ax.plot(x, [float("nan") if v is None else v for v in values], label=label)
+            if any(v is not None for v in values):  # one colour per run in every panel
+                ax.plot(x, [float("nan") if v is None else v for v in values], label=label, color=f"C{i}")
     for ax, (_, name) in zip(axes, CURVES):
         ax.set_xlabel("step")
         ax.set_title(name)
