@@ -11,7 +11,6 @@ extra memory; they therefore need a peft model.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -63,10 +62,12 @@ def _per_sequence(model: torch.nn.Module, batch: FusedBatch) -> tuple[torch.Tens
     return logits, total, counts
 
 
-def _reference(model: torch.nn.Module) -> contextlib.AbstractContextManager:
+def _reference_logits(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits of the reference model: the same network with its LoRA adapter disabled, no gradient."""
     if not hasattr(model, "disable_adapter"):
         raise TypeError("KL and NPO use the model with its adapter disabled as reference: pass a peft (LoRA) model.")
-    return model.disable_adapter()
+    with torch.no_grad(), model.disable_adapter():
+        return model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
 
 
 class UnlearningLoss:
@@ -122,8 +123,7 @@ class KLRetain(UnlearningLoss):
         nll = total / counts
         n = batch.n_forget
         t = {k: v[n:] for k, v in batch.tensors.items()}
-        with torch.no_grad(), _reference(model):
-            ref_logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
+        ref_logits = _reference_logits(model, t)
         mask = (t["labels"][:, 1:] != -100).float()
         ref_logp = F.log_softmax(ref_logits[:, :-1].float(), dim=-1)
         logp = F.log_softmax(logits[n:, :-1].float(), dim=-1)
@@ -146,9 +146,7 @@ class NPO(UnlearningLoss):
         _, total, counts = _per_sequence(model, batch)
         n = batch.n_forget
         t = {k: v[:n] for k, v in batch.tensors.items()}
-        with torch.no_grad(), _reference(model):
-            ref_logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
-            ref_total, _ = label_nll(ref_logits, t["labels"])
+        ref_total, _ = label_nll(_reference_logits(model, t), t["labels"])
         log_ratio = -(total[:n] - ref_total)  # log p_model - log p_ref
         npo = -(2.0 / self.beta) * F.logsigmoid(-self.beta * log_ratio).mean()
         nll = total / counts
