@@ -85,23 +85,25 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_checkpoint(ckpt: Path, model, optimizer, log: UnlearnLog, step: int) -> None:
+def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, log: UnlearnLog, step: int) -> None:
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save({"trainable": _trainable_state(model), "optimizer": optimizer.state_dict(), "step": step}, tmp / "state.pt")
+    state = {"trainable": _trainable_state(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
+    torch.save(state, tmp / "state.pt")
     write_json_atomic(tmp / "log.json", asdict(log))
     shutil.rmtree(ckpt, ignore_errors=True)
     tmp.rename(ckpt)
 
 
-def _load_checkpoint(ckpt: Path, model, optimizer) -> tuple[int, UnlearnLog]:
+def _load_checkpoint(ckpt: Path, model, optimizer, scheduler) -> tuple[int, UnlearnLog]:
     state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in state["trainable"].items():
             params[name].copy_(value.to(params[name].device))
     optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
     log = UnlearnLog(**read_json(ckpt / "log.json"))
     return int(state["step"]), log
 
@@ -151,9 +153,7 @@ def unlearn(
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None
     start, log = 0, UnlearnLog()
     if ckpt is not None and (ckpt / "state.pt").exists():
-        start, log = _load_checkpoint(ckpt, model, optimizer)
-        for _ in range(start):
-            scheduler.step()
+        start, log = _load_checkpoint(ckpt, model, optimizer, scheduler)
     model.train()
     began = time.perf_counter() - log.seconds
     chunk = config.forget_per_forward or config.batch_size
@@ -186,7 +186,7 @@ def unlearn(
         bar.set_postfix(loss=f"{totals['loss']:.3f}", forget_nll=f"{totals['forget_nll']:.2f}")
         log.seconds = time.perf_counter() - began
         if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < len(batches):
-            _save_checkpoint(ckpt, model, optimizer, log, step + 1)
+            _save_checkpoint(ckpt, model, optimizer, scheduler, log, step + 1)
     else:
         log.status = "completed"
     log.seconds = time.perf_counter() - began

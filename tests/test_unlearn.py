@@ -64,7 +64,7 @@ def test_divergence_stops_and_keeps_the_log(tiny_tokenizer):
 
 
 def test_resume_after_interruption_gives_the_same_run(tiny_tokenizer, tmp_path):
-    cfg = UnlearnConfig(lr=1e-2, epochs=3, batch_size=2, checkpoint_every=2, progress=False)
+    cfg = UnlearnConfig(lr=1e-2, epochs=3, batch_size=2, warmup_steps=3, checkpoint_every=2, progress=False)
     extra = retain_index(4, 2, seed=0)
     full_model = peft_model(tiny_tokenizer)
     full = unlearn(full_model, tiny_tokenizer, make_loss("graddiff"), QA[:4], cfg, QA[4:], extra)
@@ -94,7 +94,7 @@ def test_resume_after_interruption_gives_the_same_run(tiny_tokenizer, tmp_path):
     resumed = unlearn(resumed_model, tiny_tokenizer, make_loss("graddiff"), QA[:4], cfg, QA[4:], extra, checkpoint_dir=tmp_path)
     assert resumed.status == "completed" and len(resumed.steps) == len(full.steps) == 6
     for a, b in zip(full.steps, resumed.steps):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["lr"] == b["lr"]  # warm-up resumes where it was
     for name, value in lora_weights(full_model).items():
         torch.testing.assert_close(value, lora_weights(resumed_model)[name], rtol=1e-5, atol=1e-6)
 
