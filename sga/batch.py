@@ -37,7 +37,8 @@ def run_batch(notebook: Path, param_files: list[Path], out: Path, base: Path | N
             pm.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=params, kernel_name=kernel, cwd=str(notebook.parent))
             print(f"[batch]   done in {time.perf_counter() - began:.0f} s", flush=True)
         except Exception as error:  # a failed run must not stop the batch
-            failures.append((param_file, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"))
+            detail = getattr(error, "evalue", None) or (str(error).strip().splitlines() or [""])[0]
+            failures.append((param_file, f"{getattr(error, 'ename', type(error).__name__)}: {detail}"))
             print(f"[batch]   FAILED after {time.perf_counter() - began:.0f} s (the executed notebook keeps the traceback)", flush=True)
     return failures
 
