@@ -44,6 +44,9 @@ _TOFU_COMMON: dict[str, Any] = {
     "eval_max_items": None,
     "seed": 0,
     "progress": True,  # tqdm bar per run; display only, not part of a run's identity
+    # CPU threads for torch: the thread count changes float summation order, and these small runs are
+    # sensitive enough to it that 1 and 2 threads give visibly different results. Fixed for reproducibility.
+    "cpu_threads": 1,
     # the embedded world: generated data and tiny models (ignored for hub sources)
     "data": {"n_authors": 50, "qa_per_author": 8, "n_holdout_authors": 5, "n_real_authors": 30, "n_world_facts": 30},
     "tiny_model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1024},
@@ -89,7 +92,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {"benchmark": "theory", "n_random_checks": 20, "brute_grid": 201, "toy_steps": 40,
                   "sweep_points": 5, "toy_seeds": 2, "tofu_rates": [-0.4, 0.0]},
         "mini": {"benchmark": "theory", "n_random_checks": 300, "brute_grid": 801, "toy_steps": 300,
-                 "sweep_points": 17, "toy_seeds": 5, "tofu_rates": [-1.0, -0.4, 0.0, 0.4, 1.0]},
+                 "sweep_points": 17, "toy_seeds": 5, "tofu_rates": [-0.4, 0.0, 1.0]},
         "paper": {"benchmark": "theory", "n_random_checks": 1000, "brute_grid": 801, "toy_steps": 300,
                   "sweep_points": 33, "toy_seeds": 10, "tofu_rates": [-1.0, -0.7, -0.4, -0.2, 0.0, 0.2, 0.4, 0.7, 1.0]},
     },

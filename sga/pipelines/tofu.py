@@ -76,8 +76,13 @@ def _tiny_models(params: Mapping[str, Any], data: dict[str, Any], cache_dir: Pat
 
 
 def prepare(params: Mapping[str, Any], cache_dir: str | Path, out_dir: str | Path) -> TofuSetup:
-    """Load (or generate) the data and load (or train) the tokenizer, target and retain models."""
+    """Load (or generate) the data and load (or train) the tokenizer, target and retain models.
+
+    On a CPU this also fixes torch's thread count to ``cpu_threads`` (results depend on it).
+    """
     params = dict(params)
+    if not torch.cuda.is_available() and params["cpu_threads"]:
+        torch.set_num_threads(params["cpu_threads"])
     source = data_source(params, Path(cache_dir))
     configs = {"full": "full", **tofu_splits(params["forget_split"])}
     data = {name: load_tofu(source, config) for name, config in configs.items()}
