@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 # torch first, pinned: an open range would pull a multi-GB CUDA build (see README)
 TORCH_SPEC ?= torch==2.13.0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+# notebook 02 first: it trains and caches the TOFU models that notebook 01's part 4 reuses
+RUN_ORDER := $(filter notebooks/02_%,$(NOTEBOOKS)) $(filter-out notebooks/02_%,$(NOTEBOOKS))
 NBVAL_DIR := build/nbval
 
 .PHONY: setup run test test-gpu clean
@@ -21,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	cd notebooks && for nb in $(notdir $(NOTEBOOKS)); do \
+	cd notebooks && for nb in $(notdir $(RUN_ORDER)); do \
 		echo "== $$nb"; HF_HUB_OFFLINE=1 ../$(PY) -m papermill $$nb $$nb -k python3 --log-level WARNING || exit 1; \
 	done
 
