@@ -78,6 +78,6 @@ def collate(features: Sequence[dict[str, list[int]]], pad_token_id: int, padding
     for f in features:
         pad = width - len(f["input_ids"])
         for key, fill in (("input_ids", pad_token_id), ("attention_mask", 0), ("labels", IGNORE_INDEX)):
-            seq = f.get(key, f["input_ids"] if key == "labels" else None)
+            seq = f[key]
             out[key].append(seq + [fill] * pad if padding_side == "right" else [fill] * pad + seq)
     return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
