@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from sga.losses import make_loss
+from sga.losses import UnlearningLoss, make_loss
 from sga.models import add_lora, load_model
 from sga.normal_data import select_normal
 from sga.results import environment_info, read_json, write_json_atomic
@@ -65,19 +65,28 @@ def start_model(source: str, params: Mapping[str, Any]) -> torch.nn.Module:
     )
 
 
-def extra_index(method: str, params: Mapping[str, Any], forget_texts: Sequence[str], pool_texts: Sequence[str]) -> np.ndarray | None:
-    """Which pool rows go with each forget sample: K-1 normal samples (SGA), one retain sample, or none."""
-    loss = make_loss(method, **loss_options(method, params))
+def method_loss(method: str, params: Mapping[str, Any]) -> UnlearningLoss:
+    """``method``'s loss object built from the run parameters (SGA takes rate, K and reading from them)."""
+    options = {"rate": params["rate"], "k": params["k"], "reading": params["reading"]} if method == "sga" else {}
+    return make_loss(method, **options)
+
+
+def extra_index(
+    loss: UnlearningLoss,
+    params: Mapping[str, Any],
+    forget_pairs: Sequence[tuple[str, str]],
+    pool_pairs: Sequence[tuple[str, str]],
+) -> np.ndarray | None:
+    """Which pool rows go with each forget sample: K-1 normal samples (SGA), one retain sample, or none.
+
+    Normal samples are chosen on the question and answer text together (``normal_source``, ``seed``).
+    """
     if loss.extra == "normal":
-        return select_normal(forget_texts, pool_texts, loss.extra_per_forget(), params["normal_source"], params["seed"])
+        texts = lambda pairs: [f"{q} {a}" for q, a in pairs]  # noqa: E731
+        return select_normal(texts(forget_pairs), texts(pool_pairs), loss.extra_per_forget(), params["normal_source"], params["seed"])
     if loss.extra == "retain":
-        return retain_index(len(forget_texts), len(pool_texts), params["seed"])
+        return retain_index(len(forget_pairs), len(pool_pairs), params["seed"])
     return None
-
-
-def loss_options(method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Constructor options of ``method``'s loss taken from the run parameters."""
-    return {"rate": params["rate"], "k": params["k"], "reading": params["reading"]} if method == "sga" else {}
 
 
 def run_unlearning(
@@ -95,9 +104,8 @@ def run_unlearning(
     Resumable: checkpoints go to ``run_dir/checkpoint``; a completed run leaves its LoRA adapter in
     ``run_dir/adapter``.
     """
-    loss = make_loss(method, **loss_options(method, params))
-    texts = lambda pairs: [f"{q} {a}" for q, a in pairs]  # noqa: E731
-    index = extra_index(method, params, texts(forget_pairs), texts(pool_pairs))
+    loss = method_loss(method, params)
+    index = extra_index(loss, params, forget_pairs, pool_pairs)
     config = UnlearnConfig(
         lr=params["lr"],
         epochs=params["epochs"],

@@ -268,11 +268,13 @@ def build_or_load_tiny_qa_model(
     """Train a ``tiny_llama`` on ``pairs`` and save it with its tokenizer, or reuse the cached one.
 
     The folder is ``cache_dir / f"{name}-{hash}"``, the hash covering pairs, model and training
-    arguments, template and tokenizer vocabulary; it also holds the per-step losses as JSON.
+    arguments, template, tokenizer vocabulary and torch's CPU thread count (it changes float summation
+    order, hence the weights); it also holds the per-step losses as JSON.
     """
     weight_args = {k: v for k, v in train_kwargs.items() if k not in _DISPLAY_ONLY_ARGS}
     vocab = sorted(tokenizer.get_vocab().items())
-    key = _short_hash([[list(p) for p in pairs], model_kwargs, weight_args, template, vocab])
+    threads = None if torch.cuda.is_available() else torch.get_num_threads()
+    key = _short_hash([[list(p) for p in pairs], model_kwargs, weight_args, template, vocab, threads])
 
     def build(tmp: Path) -> None:
         model = tiny_llama(len(tokenizer), tokenizer=tokenizer, **model_kwargs)

@@ -9,6 +9,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 CURVES = (("forget_nll", "forget NLL"), ("retain_nll", "retain / normal NLL"), ("grad_norm", "gradient norm"))
+# one colour per model in every figure; other labels take the colours after these, in order
+COLORS = {name: f"C{i}" for i, name in enumerate(("target", "retain", "ga", "graddiff", "kl", "npo", "sga"))}
+
+
+def model_color(label: str, position: int) -> str:
+    """The colour of ``label``: fixed for the reference models and methods, else by ``position``."""
+    return COLORS.get(label, f"C{(len(COLORS) + position) % 10}")
 
 
 def save_figure(fig: plt.Figure, figures_dir: str | Path, notebook: int, name: str) -> Path:
@@ -26,7 +33,7 @@ def quality_vs_utility(table: pd.DataFrame, title: str = "") -> plt.Figure:
         if pd.isna(row.get("forget_quality")) or pd.isna(row.get("model_utility")):
             continue
         marker = "s" if label in ("target", "retain") else "o"
-        ax.scatter(row["model_utility"], row["forget_quality"], marker=marker, s=50, color=f"C{i}")
+        ax.scatter(row["model_utility"], row["forget_quality"], marker=marker, s=50, color=model_color(str(label), i))
         # alternate label sides so neighbouring points stay readable
         ax.annotate(str(label), (row["model_utility"], row["forget_quality"]), textcoords="offset points",
                     xytext=(6, 4) if i % 2 == 0 else (6, -12))
@@ -47,7 +54,7 @@ def training_curves(results: Mapping[str, Mapping[str, Any]], title: str = "") -
         for ax, (key, _) in zip(axes, CURVES):
             values = [s.get(key, s.get("normal_nll") if key == "retain_nll" else None) for s in steps]
             if any(v is not None for v in values):  # one colour per run in every panel
-                ax.plot(x, [float("nan") if v is None else v for v in values], label=label, color=f"C{i}")
+                ax.plot(x, [float("nan") if v is None else v for v in values], label=label, color=model_color(label, i))
     for ax, (_, name) in zip(axes, CURVES):
         ax.set_xlabel("step")
         ax.set_title(name)

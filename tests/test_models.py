@@ -101,6 +101,12 @@ def test_qa_model_cache_reuses_and_rebuilds(tokenizer, tmp_path, monkeypatch):
     assert len(calls) == 1 and (path / "model.safetensors").stat().st_mtime_ns == mtime
     assert build(epochs=3) != path
     assert len(calls) == 2
+    threads = torch.get_num_threads()
+    try:  # the thread count changes float summation order, hence the weights: part of the key on a CPU
+        torch.set_num_threads(threads + 1)
+        assert build() != path and len(calls) == 3
+    finally:
+        torch.set_num_threads(threads)
     assert models.load_tokenizer(str(path)).get_vocab() == tokenizer.get_vocab()
     assert models.load_model(str(path)).config.num_hidden_layers == TINY["num_layers"]
 
