@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from sga.prompts import IGNORE_INDEX, collate, encode_prompt, encode_qa
+from sga.prompts import IGNORE_INDEX, collate, encode_pairs, encode_prompt
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -63,10 +63,7 @@ def answer_nll(
     device = model_device(model)
     out: list[np.ndarray] = []
     for start in range(0, len(questions), batch_size):
-        feats = [
-            encode_qa(tokenizer, q, a, template, max_length)
-            for q, a in zip(questions[start : start + batch_size], answers[start : start + batch_size])
-        ]
+        feats = encode_pairs(tokenizer, zip(questions[start : start + batch_size], answers[start : start + batch_size]), template, max_length)
         batch = _to(collate(feats, tokenizer.pad_token_id), device)
         out.append(sequence_nll(model, batch).float().cpu().numpy())
     model.train(was_training)

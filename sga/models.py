@@ -39,7 +39,7 @@ from transformers import (
 
 from transformers.utils import logging as hf_logging
 
-from sga.prompts import collate, encode_qa
+from sga.prompts import collate, encode_pairs
 
 logger = logging.getLogger(__name__)
 hf_logging.disable_progress_bar()  # per-shard "Loading weights" bars would flood notebook outputs
@@ -226,7 +226,7 @@ def train_causal_lm(
     """
     if not pairs:
         raise ValueError("train_causal_lm needs at least one (question, answer) pair.")
-    features = [encode_qa(tokenizer, q, a, template, max_length) for q, a in pairs]
+    features = encode_pairs(tokenizer, pairs, template, max_length)
     steps_per_epoch = math.ceil(len(features) / batch_size)
     total_steps = epochs * steps_per_epoch
     params = [p for p in model.parameters() if p.requires_grad]

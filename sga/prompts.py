@@ -8,7 +8,7 @@ Prompt and answer are tokenised separately so the mask boundary is exact.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
@@ -67,6 +67,11 @@ def encode_qa(tokenizer, question: str, answer: str, template: str, max_length: 
         "attention_mask": [1] * len(input_ids),
         "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
     }
+
+
+def encode_pairs(tokenizer, pairs: Iterable[tuple[str, str]], template: str, max_length: int = 512) -> list[dict[str, list[int]]]:
+    """:func:`encode_qa` of every (question, answer) pair."""
+    return [encode_qa(tokenizer, question, answer, template, max_length) for question, answer in pairs]
 
 
 def collate(features: Sequence[dict[str, list[int]]], pad_token_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:

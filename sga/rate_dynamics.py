@@ -17,14 +17,29 @@ import torch
 from sga import theory
 from sga.inference import model_device, sequence_nll
 from sga.losses import check_rate, sga_weights
-from sga.prompts import collate, encode_qa
+from sga.prompts import collate, encode_pairs
 from sga.unlearn import epoch_batches, trainable_parameters
 
 
-def _grads(model: torch.nn.Module, params: list[torch.nn.Parameter], batch: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], float]:
-    """Gradients of the mean sequence NLL of ``batch`` with respect to ``params``, and that mean."""
-    nll = sequence_nll(model, batch).mean()
-    return list(torch.autograd.grad(nll, params)), nll.item()
+def _mean_nll_grads(
+    model: torch.nn.Module, params: list[torch.nn.Parameter], feats: Sequence[dict], pad_id: int, chunk: int
+) -> tuple[list[torch.Tensor], float]:
+    """Gradients of the mean sequence NLL of ``feats`` with respect to ``params``, and that mean.
+
+    The sequences go through the model ``chunk`` at a time and the gradients are accumulated, so the
+    memory is that of one chunk.
+    """
+    device = model_device(model)
+    grads = [torch.zeros_like(p) for p in params]
+    mean = 0.0
+    for lo in range(0, len(feats), chunk):
+        part = feats[lo : lo + chunk]
+        nll = sequence_nll(model, {n: v.to(device) for n, v in collate(part, pad_id).items()}).mean()
+        weight = len(part) / len(feats)
+        for total, grad in zip(grads, torch.autograd.grad(nll * weight, params)):
+            total += grad
+        mean += weight * nll.item()
+    return grads, mean
 
 
 def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
@@ -41,8 +56,10 @@ def measure_rate_dynamics(
 ) -> list[dict[str, float]]:
     """Run SGA at ``params['rate']`` and record, per step, the gradient inner products and r*(t).
 
-    Uses ``lr``, ``epochs``, ``batch_size``, ``k``, ``reading``, ``template``, ``max_length`` and ``seed``
-    from ``params``; AdamW as in :func:`sga.unlearn.unlearn` (without gradient clipping). Returns one dict per step with
+    Uses ``lr``, ``epochs``, ``batch_size``, ``k``, ``reading``, ``template``, ``max_length``, ``seed`` and
+    ``forget_per_forward`` (micro-batches of that many forget samples, or their normal samples, per forward;
+    None = the whole batch) from ``params``; AdamW as in :func:`sga.unlearn.unlearn` (without gradient
+    clipping). Returns one dict per step with
     ``forget_nll``, ``normal_nll``, ``ff``, ``fn``, ``nn``, ``cosine`` and, for each reading, ``r_star_<reading>``
     and the safe range ``safe_lo_<reading>`` / ``safe_hi_<reading>`` (NaN when empty).
     """
@@ -52,9 +69,9 @@ def measure_rate_dynamics(
         raise ValueError(f"K must be >= 2 and normal_index of shape ({len(forget_pairs)}, {k - 1}).")
     forget_weight, normal_weight = sga_weights(rate, k)
     sign = -1.0 if reading == "gls" else 1.0
-    encode = lambda pair: encode_qa(tokenizer, pair[0], pair[1], params["template"], params["max_length"])  # noqa: E731
-    forget_feats, normal_feats = [encode(p) for p in forget_pairs], [encode(p) for p in normal_pairs]
-    device = model_device(model)
+    forget_feats = encode_pairs(tokenizer, forget_pairs, params["template"], params["max_length"])
+    normal_feats = encode_pairs(tokenizer, normal_pairs, params["template"], params["max_length"])
+    chunk = params.get("forget_per_forward") or params["batch_size"]
     trainable = trainable_parameters(model)
     optimizer = torch.optim.AdamW(trainable, lr=params["lr"], weight_decay=0.01)
     torch.manual_seed(params["seed"])
@@ -62,9 +79,9 @@ def measure_rate_dynamics(
     records: list[dict[str, float]] = []
     for epoch in range(params["epochs"]):
         for rows in epoch_batches(len(forget_pairs), params["batch_size"], params["seed"], epoch):
-            to_batch = lambda feats: {n: v.to(device) for n, v in collate(feats, tokenizer.pad_token_id).items()}  # noqa: E731
-            g_f, forget_nll = _grads(model, trainable, to_batch([forget_feats[i] for i in rows]))
-            g_n, normal_nll = _grads(model, trainable, to_batch([normal_feats[j] for i in rows for j in normal_index[i]]))
+            g_f, forget_nll = _mean_nll_grads(model, trainable, [forget_feats[i] for i in rows], tokenizer.pad_token_id, chunk)
+            g_n, normal_nll = _mean_nll_grads(model, trainable, [normal_feats[j] for i in rows for j in normal_index[i]],
+                                              tokenizer.pad_token_id, chunk * (k - 1))
             ff, fn, nn = _dot(g_f, g_f), _dot(g_f, g_n), _dot(g_n, g_n)
             record = {"step": len(records) + 1, "forget_nll": forget_nll, "normal_nll": normal_nll,
                       "ff": ff, "fn": fn, "nn": nn, "cosine": fn / math.sqrt(ff * nn) if ff * nn > 0 else float("nan")}

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from sga.inference import model_device
 from sga.losses import FusedBatch, UnlearningLoss
-from sga.prompts import collate, encode_qa
+from sga.prompts import collate, encode_pairs
 from sga.results import read_json, write_json_atomic
 
 
@@ -139,9 +139,8 @@ def unlearn(
             raise ValueError(f"{loss_fn.name} needs extra_index of shape ({len(forget_pairs)}, {n_extra}).")
     torch.manual_seed(config.seed)
     device = model_device(model)
-    encode = lambda pair: encode_qa(tokenizer, pair[0], pair[1], config.template, config.max_length)  # noqa: E731
-    forget_feats = [encode(p) for p in forget_pairs]
-    extra_feats = [encode(p) for p in extra_pairs] if n_extra else []
+    forget_feats = encode_pairs(tokenizer, forget_pairs, config.template, config.max_length)
+    extra_feats = encode_pairs(tokenizer, extra_pairs, config.template, config.max_length) if n_extra else []
 
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

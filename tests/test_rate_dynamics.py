@@ -56,6 +56,20 @@ def test_steps_follow_the_fused_sga_loss(tiny_tokenizer):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_micro_batches_measure_the_same_gradients(tiny_tokenizer):
+    """forget_per_forward only changes how many sequences go through the model at once."""
+    forget = QA[:2]
+    whole = measure_rate_dynamics(peft_model(tiny_tokenizer), tiny_tokenizer, forget, QA, NORMAL, PARAMS)
+    model, rows_per_forward = peft_model(tiny_tokenizer), []
+    model.get_input_embeddings().register_forward_hook(lambda module, args, out: rows_per_forward.append(args[0].shape[0]))
+    chunked = measure_rate_dynamics(model, tiny_tokenizer, forget, QA, NORMAL, {**PARAMS, "forget_per_forward": 1})
+    assert rows_per_forward == [1, 1, 2, 2] * 2  # per step: two forget chunks, then two chunks of K-1 = 2 normal rows
+    assert len(whole) == len(chunked) == 2
+    for a, b in zip(whole, chunked):
+        for key in ("forget_nll", "normal_nll", "ff", "fn", "nn", "r_star_gls", "r_star_descent"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+
+
 def test_rejects_bad_k(tiny_tokenizer):
     with pytest.raises(ValueError, match="K must be >= 2"):
         measure_rate_dynamics(peft_model(tiny_tokenizer), tiny_tokenizer, QA[:2], QA, NORMAL, {**PARAMS, "k": 4})
