@@ -41,7 +41,8 @@ def sequence_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torc
     return total / counts
 
 
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every tensor of a collated batch moved to ``device``."""
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -64,7 +65,7 @@ def answer_nll(
     out: list[np.ndarray] = []
     for start in range(0, len(questions), batch_size):
         feats = encode_pairs(tokenizer, zip(questions[start : start + batch_size], answers[start : start + batch_size]), template, max_length)
-        batch = _to(collate(feats, tokenizer.pad_token_id), device)
+        batch = to_device(collate(feats, tokenizer.pad_token_id), device)
         out.append(sequence_nll(model, batch).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros(0)
@@ -90,7 +91,7 @@ def generate(
         for f in feats:
             f["attention_mask"] = [1] * len(f["input_ids"])
             f["labels"] = f["input_ids"]
-        batch = _to(collate(feats, tokenizer.pad_token_id, padding_side="left"), device)
+        batch = to_device(collate(feats, tokenizer.pad_token_id, padding_side="left"), device)
         generated = model.generate(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
@@ -130,7 +131,7 @@ def token_logprobs(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_
             if tokenizer.bos_token_id is not None:
                 ids = [tokenizer.bos_token_id] + ids[: max_length - 1]
             feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ids})
-        batch = _to(collate(feats, tokenizer.pad_token_id), device)
+        batch = to_device(collate(feats, tokenizer.pad_token_id), device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         logp = torch.log_softmax(logits, dim=-1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
         lengths = batch["attention_mask"].sum(dim=1) - 1

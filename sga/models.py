@@ -12,7 +12,6 @@ silently wrong afterwards. ``load_model`` applies the guard to every 4-bit model
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -39,7 +38,10 @@ from transformers import (
 
 from transformers.utils import logging as hf_logging
 
+from sga.inference import model_device, to_device
 from sga.prompts import collate, encode_pairs
+from sga.results import params_hash
+from sga.unlearn import trainable_parameters
 
 logger = logging.getLogger(__name__)
 hf_logging.disable_progress_bar()  # per-shard "Loading weights" bars would flood notebook outputs
@@ -63,10 +65,6 @@ def _seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
-
-
-def _short_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _build_cached(final: Path, build: Callable[[Path], None]) -> Path:
@@ -122,7 +120,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, seed: int = 0) -> Pre
 def build_or_load_tokenizer(texts: Iterable[str], vocab_size: int, cache_dir: Path, seed: int = 0) -> PreTrainedTokenizerFast:
     """``train_tokenizer`` cached under ``cache_dir / "tokenizer-<hash>"`` (hash of texts, size, seed)."""
     texts = list(texts)
-    final = Path(cache_dir) / f"tokenizer-{_short_hash([texts, vocab_size, seed])}"
+    final = Path(cache_dir) / f"tokenizer-{params_hash([texts, vocab_size, seed], 12)}"
     path = _build_cached(final, lambda tmp: train_tokenizer(texts, vocab_size, seed).save_pretrained(tmp))
     return AutoTokenizer.from_pretrained(path)
 
@@ -229,11 +227,11 @@ def train_causal_lm(
     features = encode_pairs(tokenizer, pairs, template, max_length)
     steps_per_epoch = math.ceil(len(features) / batch_size)
     total_steps = epochs * steps_per_epoch
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(warmup_ratio * total_steps), total_steps)
     generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
+    device = model_device(model)
     losses: list[float] = []
     model.train()
     with tqdm(total=total_steps, desc="train", disable=not progress) as bar:
@@ -241,7 +239,7 @@ def train_causal_lm(
             order = torch.randperm(len(features), generator=generator).tolist()
             for start in range(0, len(order), batch_size):
                 batch = collate([features[i] for i in order[start : start + batch_size]], tokenizer.pad_token_id)
-                loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+                loss = model(**to_device(batch, device)).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
                 optimizer.step()
@@ -274,7 +272,7 @@ def build_or_load_tiny_qa_model(
     weight_args = {k: v for k, v in train_kwargs.items() if k not in _DISPLAY_ONLY_ARGS}
     vocab = sorted(tokenizer.get_vocab().items())
     threads = None if torch.cuda.is_available() else torch.get_num_threads()
-    key = _short_hash([[list(p) for p in pairs], model_kwargs, weight_args, template, vocab, threads])
+    key = params_hash([[list(p) for p in pairs], model_kwargs, weight_args, template, vocab, threads], 12)
 
     def build(tmp: Path) -> None:
         model = tiny_llama(len(tokenizer), tokenizer=tokenizer, **model_kwargs)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sga import theory
-from sga.inference import model_device, sequence_nll
+from sga.inference import model_device, sequence_nll, to_device
 from sga.losses import check_rate, sga_weights
 from sga.prompts import collate, encode_pairs
 from sga.unlearn import epoch_batches, trainable_parameters
@@ -34,7 +34,7 @@ def _mean_nll_grads(
     mean = 0.0
     for lo in range(0, len(feats), chunk):
         part = feats[lo : lo + chunk]
-        nll = sequence_nll(model, {n: v.to(device) for n, v in collate(part, pad_id).items()}).mean()
+        nll = sequence_nll(model, to_device(collate(part, pad_id), device)).mean()
         weight = len(part) / len(feats)
         for total, grad in zip(grads, torch.autograd.grad(nll * weight, params)):
             total += grad

@@ -19,8 +19,8 @@ _NAME_KEYS = ("benchmark", "forget_split", "method", "reading", "rate", "k", "no
 _PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "numpy", "scipy", "sga")
 
 
-def params_hash(params: Mapping[str, Any], length: int = 8) -> str:
-    """Short sha256 of the parameters as canonical JSON (key order does not matter)."""
+def params_hash(params: Any, length: int = 8) -> str:
+    """Short sha256 of the parameters (any JSON-able value) as canonical JSON (key order does not matter)."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
 

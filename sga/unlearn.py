@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sga.inference import model_device
+from sga.inference import model_device, to_device
 from sga.losses import FusedBatch, UnlearningLoss
 from sga.prompts import collate, encode_pairs
 from sga.results import read_json, write_json_atomic
@@ -74,7 +74,10 @@ def epoch_batches(n_forget: int, batch_size: int, seed: int, epoch: int) -> list
 
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The parameters that unlearning updates (the LoRA adapter), with a clear error if there are none."""
+    """The parameters an optimizer updates (a LoRA adapter; all weights of a model trained from scratch).
+
+    Raises a clear error if there are none.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameters: add a LoRA adapter (sga.models.add_lora) first.")
@@ -166,7 +169,7 @@ def unlearn(
             feats = [forget_feats[i] for i in part]
             if n_extra:
                 feats += [extra_feats[j] for i in part for j in extra_index[i]]
-            tensors = {k: v.to(device) for k, v in collate(feats, tokenizer.pad_token_id).items()}
+            tensors = to_device(collate(feats, tokenizer.pad_token_id), device)
             loss, parts = loss_fn(model, FusedBatch(tensors, len(part), n_extra))
             weight = len(part) / len(rows)
             (loss * weight).backward()
