@@ -28,6 +28,11 @@ def run_batch(notebook: Path, param_files: list[Path], out: Path, base: Path | N
         run_dir = (out / notebook.stem / param_file.stem).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
         params = {**(defaults or {}), **(yaml.safe_load(param_file.read_text()) or {})}
+        unknown = sorted(set(params) - declared)
+        if unknown:  # papermill would inject them and the notebook would silently ignore them
+            failures.append((param_file, f"ValueError: unknown parameters {unknown}; {notebook.name} declares {sorted(declared)}"))
+            print(f"[batch] {notebook.name} with {param_file.name}: FAILED, unknown parameters {unknown}", flush=True)
+            continue
         for key, sub in (("output_dir", "runs"), ("figures_dir", "figures")):
             if key in declared:
                 params.setdefault(key, str(run_dir / sub))

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from sga.prompts import IGNORE_INDEX, collate, encode_pairs, encode_prompt
+from sga.prompts import IGNORE_INDEX, Example, collate, encode_examples, encode_prompt
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -47,24 +47,22 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 @torch.no_grad()
-def answer_nll(
+def example_nll(
     model: torch.nn.Module,
     tokenizer,
-    questions: Sequence[str],
-    answers: Sequence[str],
+    examples: Sequence[Example],
     template: str,
     batch_size: int = 16,
     max_length: int = 512,
 ) -> np.ndarray:
-    """Mean per-token NLL of each answer (answer tokens plus EOS) given its question, shape [N]."""
-    if len(questions) != len(answers):
-        raise ValueError(f"{len(questions)} questions but {len(answers)} answers.")
+    """Mean per-token NLL of the scored tokens of each example (a QA's answer plus EOS, a completion's
+    continuation, a text's every token), shape [N]."""
     was_training = model.training
     model.eval()
     device = model_device(model)
     out: list[np.ndarray] = []
-    for start in range(0, len(questions), batch_size):
-        feats = encode_pairs(tokenizer, zip(questions[start : start + batch_size], answers[start : start + batch_size]), template, max_length)
+    for start in range(0, len(examples), batch_size):
+        feats = encode_examples(tokenizer, examples[start : start + batch_size], template, max_length)
         batch = to_device(collate(feats, tokenizer.pad_token_id), device)
         out.append(sequence_nll(model, batch).float().cpu().numpy())
     model.train(was_training)

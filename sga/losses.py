@@ -1,7 +1,7 @@
 """Unlearning objectives: one small class per method, each turning a fused batch into a loss.
 
 A fused batch holds the forget sequences first and the method's extra sequences after them
-(retain samples for GradDiff/KL/NPO, the K-1 normal samples of each forget sample for SGA, in
+(retain samples for GradDiff/KL/NPO/SimNPO, the K-1 normal samples of each forget sample for SGA, in
 forget-major order), so one forward pass serves both. ``l(x)`` is always the mean per-token NLL of
 the answer tokens of ``x`` (:func:`sga.inference.label_nll`).
 
@@ -11,39 +11,16 @@ extra memory; they therefore need a peft model.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from sga.inference import label_nll
+from sga.theory import check_rate, sga_weights
 
-READINGS: dict[str, str] = {
-    "gls": "label smoothing applied to GA: minimise -w_f l(x_f) - w_n sum_k l(x_k); r < 0 learns normal data",
-    "descent": "minimise -w_f l(x_f) + w_n sum_k l(x_k) with 0 <= r <= 1: normal data always learned",
-}
-# gls: r <= 1 keeps the forget sample's label mass (1 - r + r/K) at least each normal sample's (r/K);
-# any r < 0 is negative label smoothing. descent: the reading is defined on [0, 1].
-RATE_RANGES: dict[str, tuple[float, float]] = {"gls": (-math.inf, 1.0), "descent": (0.0, 1.0)}
-
-
-def sga_weights(rate: float, k: int) -> tuple[float, float]:
-    """(forget weight, per-normal weight) = (1 - r + r/K, r/K) of the smoothed label over K sequences."""
-    if int(k) != k or k < 1:
-        raise ValueError(f"K must be an integer >= 1 (the forget sample plus K-1 normal samples); got {k}.")
-    return 1.0 - rate + rate / k, rate / k
-
-
-def check_rate(rate: float, reading: str) -> None:
-    """Raise if ``reading`` is unknown or ``rate`` lies outside its valid range."""
-    if reading not in READINGS:
-        raise ValueError(f"Unknown SGA reading {reading!r}; choose one of {list(READINGS)}.")
-    lo, hi = RATE_RANGES[reading]
-    if not lo <= rate <= hi:
-        raise ValueError(f"Smoothing rate {rate} is outside [{lo}, {hi}], the valid range of the {reading!r} reading.")
-
+__all__ = ["FusedBatch", "UnlearningLoss", "GradientAscent", "GradDiff", "KLRetain", "NPO", "SimNPO",
+           "SmoothedGradientAscent", "sga_weights"]
 
 @dataclass
 class FusedBatch:
@@ -155,6 +132,27 @@ class NPO(UnlearningLoss):
         return loss, {"forget_nll": nll[:n].mean().item(), "retain_nll": retain_nll.item(), "npo": npo.item()}
 
 
+class SimNPO(UnlearningLoss):
+    """SimNPO: -(2/beta) log sigmoid(beta (l(x_f) - delta)) on forget + alpha l(x_r) (l: mean per-token NLL).
+
+    NPO without the reference model: the length-normalised NLL replaces the log-ratio to the reference.
+    """
+
+    name, extra = "simnpo", "retain"
+
+    def __init__(self, beta: float = 4.5, delta: float = 0.0, alpha: float = 1.0):
+        self.beta, self.delta, self.alpha = beta, delta, alpha
+
+    def __call__(self, model, batch):
+        _, total, counts = _per_sequence(model, batch)
+        nll = total / counts
+        n = batch.n_forget
+        simnpo = -(2.0 / self.beta) * F.logsigmoid(self.beta * (nll[:n] - self.delta)).mean()
+        retain_nll = nll[n:].mean()
+        loss = simnpo + self.alpha * retain_nll
+        return loss, {"forget_nll": nll[:n].mean().item(), "retain_nll": retain_nll.item(), "simnpo": simnpo.item()}
+
+
 class SmoothedGradientAscent(UnlearningLoss):
     """SGA: GA on the forget sample under a label smoothed over it and its K-1 normal samples.
 
@@ -166,7 +164,7 @@ class SmoothedGradientAscent(UnlearningLoss):
     name, extra = "sga", "normal"
 
     def __init__(self, rate: float = -0.4, k: int = 4, reading: str = "gls"):
-        check_rate(rate, reading)
+        check_rate(rate, reading, k)
         self.forget_weight, self.normal_weight = sga_weights(rate, k)
         self.rate, self.k, self.reading = rate, int(k), reading
 
@@ -186,21 +184,3 @@ class SmoothedGradientAscent(UnlearningLoss):
             loss = loss + sign * self.normal_weight * normal_sum
             logs["normal_nll"] = nll[n:].mean().item()
         return loss, logs
-
-
-METHODS: dict[str, Callable[..., UnlearningLoss]] = {
-    "ga": GradientAscent,
-    "graddiff": GradDiff,
-    "kl": KLRetain,
-    "npo": NPO,
-    "sga": SmoothedGradientAscent,
-}
-
-
-def make_loss(method: str, **options) -> UnlearningLoss:
-    """The loss object of ``method`` (options: see each class), with a clear error for unknown names."""
-    try:
-        factory = METHODS[method]
-    except KeyError:
-        raise ValueError(f"Unknown unlearning method {method!r}; choose one of {list(METHODS)}.") from None
-    return factory(**options)

@@ -1,14 +1,22 @@
-"""Prompt templates and the one encoding of (prompt, answer) pairs used everywhere.
+"""Example kinds, prompt templates, and the one encoding of an example used everywhere.
 
-Training, unlearning and evaluation all encode a pair the same way:
-``[BOS] + tokens(prompt) + tokens(answer) + [EOS]``, with the prompt (and BOS) masked
-out of the labels (-100), so a loss is always over the answer tokens plus EOS.
-Prompt and answer are tokenised separately so the mask boundary is exact.
+Three kinds of example, by what is scored (the labels that are not -100):
+
+- :class:`QA`: a question put in a prompt template, and its answer: ``[BOS] prompt answer [EOS]``, the
+  prompt masked, the answer and EOS scored (TOFU; the SOUL form of Harry Potter).
+- :class:`Completion`: a raw-text prefix and its continuation: ``[BOS] prefix continuation``, the prefix
+  masked, the continuation scored (MUSE's VerbMem; a passage cut after its first words).
+- :class:`Text`: plain text, ``[BOS] text``, every token after BOS scored (book or news chunks).
+
+Training, unlearning, scoring and rate dynamics all go through :func:`encode`. Prompt and target are
+tokenised separately so the mask boundary is exact; a sequence longer than ``max_length`` loses the end
+of its scored part (at least one scored token always remains).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Iterable, Sequence, Union
 
 import torch
 
@@ -19,6 +27,8 @@ _TEMPLATES: dict[str, tuple[str, bool]] = {
     "llama2_chat": ("[INST] {question} [/INST]", True),
     "phi": ("Question: {question}\nAnswer: ", False),
     "plain": ("{question}", False),
+    "raw": ("{question}", True),  # raw text after BOS: completions of plain text (MUSE, the Text and Completion kinds)
+    "soul": ("### Question: {question}\n### Answer: ", False),  # SOUL / FLAT Harry Potter prompts (non-Llama models)
     "hf_chat": ("", False),  # the tokenizer's own chat template (e.g. Llama-3.2-Instruct); it adds its BOS itself
 }
 TEMPLATES: tuple[str, ...] = tuple(_TEMPLATES)
@@ -51,27 +61,82 @@ def encode_prompt(tokenizer, question: str, template: str) -> list[int]:
     return ids
 
 
-def encode_qa(tokenizer, question: str, answer: str, template: str, max_length: int = 512) -> dict[str, list[int]]:
-    """Encode one pair: ``input_ids``, ``attention_mask`` and ``labels`` (prompt masked, EOS appended).
+@dataclass(frozen=True)
+class QA:
+    """A question (put into the prompt template) and its answer; the answer and EOS are scored."""
 
-    If the pair is longer than ``max_length`` the answer is truncated from the right; the prompt is
-    kept whole, and at least one answer token always remains.
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A raw-text prefix and its continuation; the continuation is scored (no template, no EOS)."""
+
+    prefix: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """Plain text; every token after BOS is scored."""
+
+    text: str
+
+
+Example = Union[QA, Completion, Text]
+
+
+def qa_examples(questions: Iterable[str], answers: Iterable[str]) -> list[QA]:
+    """:class:`QA` examples from parallel lists of questions and answers."""
+    questions, answers = list(questions), list(answers)
+    if len(questions) != len(answers):
+        raise ValueError(f"{len(questions)} questions but {len(answers)} answers.")
+    return [QA(q, a) for q, a in zip(questions, answers)]
+
+
+def example_text(example: Example) -> str:
+    """The example's whole text in one string (what normal-sample similarity is computed on)."""
+    if isinstance(example, QA):
+        return f"{example.question} {example.answer}"
+    if isinstance(example, Completion):
+        return example.prefix + example.continuation
+    return example.text
+
+
+def _bos(tokenizer) -> list[int]:
+    return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+
+
+def encode(tokenizer, example: Example, template: str, max_length: int = 512) -> dict[str, list[int]]:
+    """Encode one example: ``input_ids``, ``attention_mask`` and ``labels`` (-100 where not scored).
+
+    ``template`` formats the question of a :class:`QA`; the other kinds are raw text after BOS.
     """
-    prompt_ids = encode_prompt(tokenizer, question, template)
-    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    room = max(1, max_length - len(prompt_ids))
-    answer_ids = answer_ids[:room]
-    input_ids = prompt_ids + answer_ids
+    if isinstance(example, QA):
+        context = encode_prompt(tokenizer, example.question, template)
+        target = tokenizer(example.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    elif isinstance(example, Completion):
+        context = _bos(tokenizer) + tokenizer(example.prefix, add_special_tokens=False)["input_ids"]
+        target = tokenizer(example.continuation, add_special_tokens=False)["input_ids"]
+    elif isinstance(example, Text):
+        context, target = _bos(tokenizer), tokenizer(example.text, add_special_tokens=False)["input_ids"]
+    else:
+        raise TypeError(f"Cannot encode {type(example).__name__}; pass a QA, Completion or Text example.")
+    if not target:
+        raise ValueError(f"{type(example).__name__} example has nothing to score: {example!r}.")
+    target = target[: max(1, max_length - len(context))]
+    input_ids = context + target
     return {
         "input_ids": input_ids,
         "attention_mask": [1] * len(input_ids),
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+        "labels": [IGNORE_INDEX] * len(context) + target,
     }
 
 
-def encode_pairs(tokenizer, pairs: Iterable[tuple[str, str]], template: str, max_length: int = 512) -> list[dict[str, list[int]]]:
-    """:func:`encode_qa` of every (question, answer) pair."""
-    return [encode_qa(tokenizer, question, answer, template, max_length) for question, answer in pairs]
+def encode_examples(tokenizer, examples: Iterable[Example], template: str, max_length: int = 512) -> list[dict[str, list[int]]]:
+    """:func:`encode` of every example."""
+    return [encode(tokenizer, example, template, max_length) for example in examples]
 
 
 def collate(features: Sequence[dict[str, list[int]]], pad_token_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:

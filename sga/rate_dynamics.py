@@ -16,9 +16,9 @@ import torch
 
 from sga import theory
 from sga.inference import model_device, sequence_nll, to_device
-from sga.losses import check_rate, sga_weights
-from sga.prompts import collate, encode_pairs
-from sga.unlearn import epoch_batches, trainable_parameters
+from sga.optim import optimizer_step, trainable_parameters
+from sga.prompts import Example, collate, encode_examples
+from sga.unlearn import epoch_batches
 
 
 def _mean_nll_grads(
@@ -49,8 +49,8 @@ def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
 def measure_rate_dynamics(
     model: torch.nn.Module,
     tokenizer,
-    forget_pairs: Sequence[tuple[str, str]],
-    normal_pairs: Sequence[tuple[str, str]],
+    forget: Sequence[Example],
+    normal: Sequence[Example],
     normal_index: np.ndarray,
     params: Mapping[str, Any],
 ) -> list[dict[str, float]]:
@@ -64,13 +64,13 @@ def measure_rate_dynamics(
     and the safe range ``safe_lo_<reading>`` / ``safe_hi_<reading>`` (NaN when empty).
     """
     k, reading, rate = int(params["k"]), params["reading"], float(params["rate"])
-    check_rate(rate, reading)
-    if k < 2 or normal_index.shape != (len(forget_pairs), k - 1):
-        raise ValueError(f"K must be >= 2 and normal_index of shape ({len(forget_pairs)}, {k - 1}).")
-    forget_weight, normal_weight = sga_weights(rate, k)
+    theory.check_rate(rate, reading, k)
+    if k < 2 or normal_index.shape != (len(forget), k - 1):
+        raise ValueError(f"K must be >= 2 and normal_index of shape ({len(forget)}, {k - 1}).")
+    forget_weight, normal_weight = theory.sga_weights(rate, k)
     sign = -1.0 if reading == "gls" else 1.0
-    forget_feats = encode_pairs(tokenizer, forget_pairs, params["template"], params["max_length"])
-    normal_feats = encode_pairs(tokenizer, normal_pairs, params["template"], params["max_length"])
+    forget_feats = encode_examples(tokenizer, forget, params["template"], params["max_length"])
+    normal_feats = encode_examples(tokenizer, normal, params["template"], params["max_length"])
     chunk = params.get("forget_per_forward") or params["batch_size"]
     trainable = trainable_parameters(model)
     optimizer = torch.optim.AdamW(trainable, lr=params["lr"], weight_decay=0.01)
@@ -78,7 +78,7 @@ def measure_rate_dynamics(
     model.train()
     records: list[dict[str, float]] = []
     for epoch in range(params["epochs"]):
-        for rows in epoch_batches(len(forget_pairs), params["batch_size"], params["seed"], epoch):
+        for rows in epoch_batches(len(forget), params["batch_size"], params["seed"], epoch):
             g_f, forget_nll = _mean_nll_grads(model, trainable, [forget_feats[i] for i in rows], tokenizer.pad_token_id, chunk)
             g_n, normal_nll = _mean_nll_grads(model, trainable, [normal_feats[j] for i in rows for j in normal_index[i]],
                                               tokenizer.pad_token_id, chunk * (k - 1))
@@ -95,8 +95,7 @@ def measure_rate_dynamics(
             # SGA's loss per forget sample is -w_f l_f + sign * w_n * sum_k l_k; batch means give these grads
             for p, gf, gn in zip(trainable, g_f, g_n):
                 p.grad = -forget_weight * gf + sign * normal_weight * (k - 1) * gn
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(trainable, optimizer)
     return records
 
 
@@ -105,3 +104,17 @@ def _gram_vectors(ff: float, fn: float, nn: float) -> tuple[np.ndarray, np.ndarr
     f = np.array([math.sqrt(ff), 0.0])
     along = fn / f[0] if f[0] > 0 else 0.0
     return f, np.array([along, math.sqrt(max(nn - along**2, 0.0))])
+
+
+def measure_along_run(world, **overrides) -> list[dict[str, float]]:
+    """:func:`measure_rate_dynamics` along an SGA run of a prepared world (:mod:`sga.experiment`), from its
+    4-bit target with a fresh LoRA adapter and the normal samples the world's SGA runs use."""
+    from sga.experiment import extra_index, free, run_params, start_model
+    from sga.methods import method
+
+    params = run_params(world, "sga", **overrides)
+    normal_index = extra_index(method("sga").build(params), params, world.forget, world.pool)
+    model = start_model(world.models["target"], params)
+    records = measure_rate_dynamics(model, world.tokenizer, world.forget, world.pool, normal_index, params)
+    free(model)
+    return records

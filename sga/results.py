@@ -11,11 +11,10 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-_NAME_KEYS = ("benchmark", "forget_split", "method", "reading", "rate", "k", "normal_source", "seed")
 _PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "numpy", "scipy", "sga")
 
 
@@ -25,19 +24,20 @@ def params_hash(params: Any, length: int = 8) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def run_name(params: Mapping[str, Any]) -> str:
-    """A readable, deterministic run name: the key parameters, then a hash of all of them.
+def run_name(params: Mapping[str, Any], name_keys: Sequence[str] = ()) -> str:
+    """A readable, deterministic run name: the benchmark, its ``name_keys``, the method and its options
+    (as the method declares them in :mod:`sga.methods`), the seed, then a hash of all parameters.
 
     >>> run_name({"benchmark": "tofu", "method": "ga", "seed": 0})[:14]
     'tofu-ga-seed0-'
     """
-    parts = []
-    for key in _NAME_KEYS:
-        if params.get(key) is None or (key in ("reading", "rate", "k", "normal_source") and params.get("method") != "sga"):
-            continue
-        value = params[key]
-        parts.append(f"{key if key in ('rate', 'k', 'seed') else ''}{value}")
-    return "-".join(parts + [params_hash(params)]).replace("/", "_")
+    from sga.methods import METHODS
+
+    parts = [params["benchmark"], *(params.get(key) for key in name_keys), params["method"]]
+    spec = METHODS.get(params["method"])
+    parts += [f"{o.label}{params[o.key]}" for o in (spec.options if spec else ()) if params.get(o.key) is not None]
+    parts.append(f"seed{params['seed']}")
+    return "-".join([str(p) for p in parts if p is not None] + [params_hash(params)]).replace("/", "_")
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:

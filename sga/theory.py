@@ -27,16 +27,42 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 Reading = Literal["gls", "descent"]
-READINGS: tuple[str, ...] = ("gls", "descent")
-# The rates each reading is defined for.
-VALID_RATE_RANGE: dict[str, tuple[float, float]] = {"gls": (-math.inf, math.inf), "descent": (0.0, 1.0)}
+# reading -> what it minimises; the one list of readings (losses, presets and notebooks use it)
+READINGS: dict[str, str] = {
+    "gls": "label smoothing applied to GA: minimise -w_f l(x_f) - w_n sum_k l(x_k); r < 0 learns normal data",
+    "descent": "minimise -w_f l(x_f) + w_n sum_k l(x_k) with 0 <= r <= 1: normal data always learned",
+}
 # ||b||^2 below this fraction of ||g_f||^2 + ||ḡ||^2 counts as a zero slope (r has no effect on d).
 _DEGENERATE_TOL = 1e-12
 
 
 def _check_reading(reading: str) -> None:
     if reading not in READINGS:
-        raise ValueError(f"Unknown reading {reading!r}; choose one of {list(READINGS)}.")
+        raise ValueError(f"Unknown SGA reading {reading!r}; choose one of {list(READINGS)}.")
+
+
+def sga_weights(rate: float, k: int) -> tuple[float, float]:
+    """(forget weight, per-normal weight) = (1 - r + r/K, r/K) of the smoothed label over K sequences."""
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f"K must be an integer >= 1 (the forget sample plus K-1 normal samples); got {k}.")
+    return 1.0 - rate + rate / k, rate / k
+
+
+def rate_range(reading: str, k: float = math.inf) -> tuple[float, float]:
+    """The closed interval of smoothing rates ``reading`` is defined for (the one owner of this fact).
+
+    "descent" is defined on [0, 1]. "gls" (label smoothing of GA) accepts any rate.
+    """
+    _check_reading(reading)
+    return (-math.inf, math.inf) if reading == "gls" else (0.0, 1.0)
+
+
+def check_rate(rate: float, reading: str, k: float = math.inf) -> None:
+    """Raise a ValueError naming the valid range if ``rate`` lies outside ``rate_range(reading, k)``."""
+    lo, hi = rate_range(reading, k)
+    if not lo <= rate <= hi:
+        raise ValueError(f"Smoothing rate {rate} is outside [{lo}, {hi}], the valid range of the {reading!r} reading"
+                         f"{'' if k == math.inf else f' at K = {k}'}.")
 
 
 def normal_mass(k: float) -> float:
@@ -63,7 +89,7 @@ def objective_coefficients(rate: float, k: int, reading: Reading = "gls") -> tup
     if k == math.inf:
         raise ValueError("objective_coefficients needs a finite k; per-sample weights vanish as K -> inf.")
     normal_mass(k)
-    forget_weight, normal_weight = 1 - rate + rate / k, rate / k
+    forget_weight, normal_weight = sga_weights(rate, k)
     return -forget_weight, (-normal_weight if reading == "gls" else normal_weight)
 
 
@@ -107,7 +133,7 @@ def optimal_rate(
 
     At r* the update is orthogonal to b, so to first order a step changes l_f and the mean normal loss
     by the same amount ("gls") or by opposite amounts ("descent"). ``clip=True`` clips r* to the
-    reading's valid range (``VALID_RATE_RANGE``: [0, 1] for "descent"; no-op for "gls"); ||d(r)||^2 is
+    reading's valid range (``rate_range``: [0, 1] for "descent"); ||d(r)||^2 is
     a convex parabola, so the clipped value minimises it over that range.
 
     Raises ValueError when b = 0 (ḡ = g_f for "gls", ḡ = -g_f for "descent", or both gradients zero):
@@ -138,7 +164,7 @@ def optimal_rate_from_gram(
             f"so ||d(r)||^2 has no unique minimiser under reading {reading!r}."
         )
     rate = (ff - fn) / (c * slope_sq)
-    return _clip_rate(rate, reading) if clip else rate
+    return _clip_rate(rate, reading, k) if clip else rate
 
 
 def optimal_rate_from_gradients(
@@ -177,8 +203,8 @@ def optimal_rate_collinear(ratio: float, k: float, reading: Reading = "gls") -> 
     return 1 / (normal_mass(k) * denominator)
 
 
-def _clip_rate(rate: float, reading: str) -> float:
-    lo, hi = VALID_RATE_RANGE[reading]
+def _clip_rate(rate: float, reading: str, k: float) -> float:
+    lo, hi = rate_range(reading, k)
     return float(min(max(rate, lo), hi))
 
 
@@ -248,7 +274,7 @@ def first_order_safe_range(
 
     The two conditions <g_f, d(r)> > 0 and <ḡ, d(r)> <= 0 are linear in r; each gives a half-line (or
     all/no r when its slope is zero), and the result is their intersection, or None when it is empty.
-    ``clip=True`` intersects it with the reading's valid range (``VALID_RATE_RANGE``).
+    ``clip=True`` intersects it with the reading's valid range (``rate_range``).
     """
     (forget_offset, normal_offset), (forget_slope, normal_slope) = (
         first_order_loss_changes(g_f, g_normal_mean, r, k, reading) for r in (0.0, 1.0)
@@ -259,7 +285,7 @@ def first_order_safe_range(
         _half_line(float(normal_offset), float(normal_slope), strict=False),
     )
     if clip:
-        lo, hi = VALID_RATE_RANGE[reading]
+        lo, hi = rate_range(reading, k)
         safe = _intersect(safe, RateInterval(lo, hi, lo != -math.inf, hi != math.inf))
     return safe
 
@@ -430,7 +456,7 @@ def run_toy_unlearning(
             break
         g_f, g_n = toy_gradients(weights, problem)
         best = optimal_rate(g_f, g_n, problem.k, reading)
-        used = _clip_rate(best, reading) if rate == "dynamic" else float(rate)
+        used = _clip_rate(best, reading, problem.k) if rate == "dynamic" else float(rate)
         history["optimal_rate"].append(best)
         history["rate"].append(used)
         weights += lr * update_direction(g_f, g_n, used, problem.k, reading).reshape(weights.shape)

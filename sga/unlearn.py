@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from sga.inference import model_device, to_device
 from sga.losses import FusedBatch, UnlearningLoss
-from sga.prompts import collate, encode_pairs
+from sga.optim import optimizer_step, trainable_parameters
+from sga.prompts import Example, collate, encode_examples
 from sga.results import read_json, write_json_atomic
 
 
@@ -73,17 +74,6 @@ def epoch_batches(n_forget: int, batch_size: int, seed: int, epoch: int) -> list
     return [order[i : i + batch_size] for i in range(0, n_forget, batch_size)]
 
 
-def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The parameters an optimizer updates (a LoRA adapter; all weights of a model trained from scratch).
-
-    Raises a clear error if there are none.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("The model has no trainable parameters: add a LoRA adapter (sga.models.add_lora) first.")
-    return params
-
-
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -111,58 +101,52 @@ def _load_checkpoint(ckpt: Path, model, optimizer, scheduler) -> tuple[int, Unle
     return int(state["step"]), log
 
 
-def _grad_norm(params: list[torch.nn.Parameter], max_norm: float | None) -> float:
-    if max_norm is not None:
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
-
-
 def unlearn(
     model: torch.nn.Module,
     tokenizer,
     loss_fn: UnlearningLoss,
-    forget_pairs: Sequence[tuple[str, str]],
+    forget: Sequence[Example],
     config: UnlearnConfig,
-    extra_pairs: Sequence[tuple[str, str]] = (),
+    extra: Sequence[Example] = (),
     extra_index: np.ndarray | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> UnlearnLog:
     """Run ``loss_fn`` over the forget set for ``config.epochs`` epochs and return the log.
 
-    ``extra_index[i]`` lists the rows of ``extra_pairs`` that go with forget sample ``i`` (its retain
-    sample, or its K-1 normal samples); it must have ``loss_fn.extra_per_forget()`` columns. With a
+    ``forget`` and ``extra`` are examples of any kind (:mod:`sga.prompts`). ``extra_index[i]`` lists the
+    rows of ``extra`` that go with forget sample ``i`` (its retain sample, or its K-1 normal samples);
+    it must have ``loss_fn.extra_per_forget()`` columns. With a
     ``checkpoint_dir``, the trainable weights, optimizer and log are saved every
     ``config.checkpoint_every`` steps, and a rerun resumes from the last checkpoint.
     A non-finite loss or gradient stops the run with status 'diverged' (the log is kept).
     """
     n_extra = loss_fn.extra_per_forget()
     if n_extra:
-        if extra_index is None or extra_index.shape != (len(forget_pairs), n_extra):
-            raise ValueError(f"{loss_fn.name} needs extra_index of shape ({len(forget_pairs)}, {n_extra}).")
+        if extra_index is None or extra_index.shape != (len(forget), n_extra):
+            raise ValueError(f"{loss_fn.name} needs extra_index of shape ({len(forget)}, {n_extra}).")
     torch.manual_seed(config.seed)
     device = model_device(model)
-    forget_feats = encode_pairs(tokenizer, forget_pairs, config.template, config.max_length)
-    extra_feats = encode_pairs(tokenizer, extra_pairs, config.template, config.max_length) if n_extra else []
+    forget_feats = encode_examples(tokenizer, forget, config.template, config.max_length)
+    extra_feats = encode_examples(tokenizer, extra, config.template, config.max_length) if n_extra else []
 
     params = trainable_parameters(model)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(config.warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
-    batches = [b for e in range(config.epochs) for b in epoch_batches(len(forget_pairs), config.batch_size, config.seed, e)]
-    steps_per_epoch = math.ceil(len(forget_pairs) / config.batch_size)
+    batches = [b for e in range(config.epochs) for b in epoch_batches(len(forget), config.batch_size, config.seed, e)]
+    steps_per_epoch = math.ceil(len(forget) / config.batch_size)
 
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None
     start, log = 0, UnlearnLog()
     if ckpt is not None and (ckpt / "state.pt").exists():
         start, log = _load_checkpoint(ckpt, model, optimizer, scheduler)
     model.train()
+    optimizer.zero_grad(set_to_none=True)
     began = time.perf_counter() - log.seconds
     chunk = config.forget_per_forward or config.batch_size
     bar = tqdm(range(start, len(batches)), desc=f"unlearn[{loss_fn.name}]", disable=not config.progress, initial=start, total=len(batches))
     for step in bar:
         rows = batches[step]
-        optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         for lo in range(0, len(rows), chunk):
             part = rows[lo : lo + chunk]
@@ -175,16 +159,14 @@ def unlearn(
             (loss * weight).backward()
             for key, value in {"loss": loss.item(), **parts}.items():
                 totals[key] = totals.get(key, 0.0) + weight * value
-        grad_norm = _grad_norm(params, config.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]
+        grad_norm = optimizer_step(params, optimizer, scheduler, config.max_grad_norm, totals["loss"])
         entry = {"step": step + 1, "epoch": step // steps_per_epoch + 1, **totals, "grad_norm": grad_norm,
-                 "lr": scheduler.get_last_lr()[0], "elapsed": time.perf_counter() - began}
+                 "lr": lr, "elapsed": time.perf_counter() - began}
+        log.steps.append(entry)
         if not all(math.isfinite(v) for v in (totals["loss"], grad_norm)):
-            log.steps.append(entry)
             log.status, log.message = "diverged", f"non-finite loss or gradient at step {step + 1}"
             break
-        optimizer.step()
-        scheduler.step()
-        log.steps.append(entry)
         bar.set_postfix(loss=f"{totals['loss']:.3f}", forget_nll=f"{totals['forget_nll']:.2f}")
         log.seconds = time.perf_counter() - began
         if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < len(batches):

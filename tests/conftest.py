@@ -7,9 +7,11 @@ import os
 import pytest
 import torch
 
+from sga.prompts import QA as Example
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-QA = [
+PAIRS = [
     ("Where was Ana Brook born?", "Ana Brook was born in Lisbon."),
     ("What does Ana Brook write?", "Ana Brook writes crime novels."),
     ("Where was Tom Reed born?", "Tom Reed was born in Oslo."),
@@ -17,6 +19,8 @@ QA = [
     ("What is the capital of France?", "Paris is the capital of France."),
     ("What is the capital of Peru?", "Lima is the capital of Peru."),
 ]
+
+QA = [Example(q, a) for q, a in PAIRS]  # the same facts as examples, for the run path
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +31,7 @@ def tiny_tokenizer():
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "<s>", "</s>", "<unk>"])
-    tok.train_from_iterator([f"Question: {q}\nAnswer: {a}" for q, a in QA], trainer)
+    tok.train_from_iterator([f"Question: {q}\nAnswer: {a}" for q, a in PAIRS], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
 
 

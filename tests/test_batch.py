@@ -28,3 +28,11 @@ def test_batch_runs_every_file_and_reports_failures(tmp_path, capsys):
     assert main([str(tmp_path / "nb.ipynb"), str(files[0]), "--out", str(tmp_path / "out2")]) == 0
     assert main([str(tmp_path / "nb.ipynb"), *map(str, files), "--out", str(tmp_path / "out3")]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_unknown_parameters_fail_before_running(tmp_path):
+    make_notebook(tmp_path / "nb.ipynb")
+    (tmp_path / "typo.yaml").write_text("x: 1\ny: 2\n")
+    failures = run_batch(tmp_path / "nb.ipynb", [tmp_path / "typo.yaml"], tmp_path / "out")
+    assert failures[0][1].startswith("ValueError: unknown parameters ['y']") and "['output_dir', 'x']" in failures[0][1]
+    assert not (tmp_path / "out" / "nb" / "typo" / "nb.ipynb").exists()

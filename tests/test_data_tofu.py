@@ -193,9 +193,10 @@ def test_tofu_splits():
     assert tofu_splits("forget05") == {
         "forget": "forget05", "forget_perturbed": "forget05_perturbed", "retain": "retain95",
         "retain_perturbed": "retain_perturbed", "real_authors": "real_authors_perturbed",
-        "world_facts": "world_facts_perturbed", "holdout": "holdout05",
+        "world_facts": "world_facts_perturbed",
     }  # fmt: skip
-    assert all(set(tofu_splits(split).values()) <= set(TOFU_CONFIGS) for split in tofu.FORGET_SPLITS)
+    assert tofu_splits("forget05", holdout=True) == {**tofu_splits("forget05"), "holdout": "holdout05"}
+    assert all(set(tofu_splits(split, holdout=True).values()) <= set(TOFU_CONFIGS) for split in tofu.FORGET_SPLITS)
     with pytest.raises(ValueError, match="forget01.*forget05.*forget10"):
         tofu_splits("forget20")
 

@@ -1,39 +1,64 @@
+"""The generic run path: extra data per method, run parameters and their checks, cached results."""
+
 import numpy as np
 import pytest
 
-from sga.experiment import cached_result, extra_index, method_loss, run_params
+from sga.experiment import cached_result, extra_index, run_params
+from sga.methods import method
 from sga.normal_data import select_normal
 from sga.presets import resolve
+from sga.prompts import example_text
 
 from conftest import QA
 
 PARAMS = resolve("tofu", "smoke", rate=-0.5, k=3, normal_source="tfidf", seed=7)
 
 
-def test_method_loss_takes_sga_options_from_the_parameters():
-    loss = method_loss("sga", PARAMS)
-    assert (loss.rate, loss.k, loss.reading) == (-0.5, 3, "gls")
-    assert (loss.forget_weight, loss.normal_weight) == pytest.approx((1 + 0.5 - 0.5 / 3, -0.5 / 3))
-    assert method_loss("ga", PARAMS).name == "ga"
-    with pytest.raises(ValueError, match="choose one of"):
-        method_loss("gd", PARAMS)
+class FakeWorld:
+    """Just what run_params reads of a World."""
+
+    def __init__(self, params):
+        from sga.pipelines.tofu import TOFU
+
+        self.benchmark, self.params = TOFU, params
 
 
 def test_extra_index_per_method():
     forget, pool = QA[:3], QA[3:]
-    assert extra_index(method_loss("ga", PARAMS), PARAMS, forget, pool) is None
-    retain = extra_index(method_loss("graddiff", PARAMS), PARAMS, forget, pool)
+    assert extra_index(method("ga").build(PARAMS), PARAMS, forget, pool) is None
+    retain = extra_index(method("graddiff").build(PARAMS), PARAMS, forget, pool)
     assert retain.shape == (3, 1) and set(retain[:, 0]) <= set(range(len(pool)))
-    normal = extra_index(method_loss("sga", PARAMS), PARAMS, forget, pool)
-    texts = lambda pairs: [f"{q} {a}" for q, a in pairs]  # noqa: E731
+    normal = extra_index(method("sga").build(PARAMS), PARAMS, forget, pool)
+    texts = lambda examples: [example_text(e) for e in examples]  # noqa: E731
     np.testing.assert_array_equal(normal, select_normal(texts(forget), texts(pool), 2, "tfidf", 7))
 
 
-def test_run_params_drop_sga_options_for_other_methods():
-    assert {"rate", "k", "reading", "normal_source"} <= set(run_params(PARAMS, "sga"))
-    ga = run_params(PARAMS, "ga")
-    assert ga["method"] == "ga" and not {"rate", "k", "reading", "normal_source", "methods", "progress"} & set(ga)
-    assert run_params({**PARAMS, "rate": 0.3}, "ga") == ga
+def test_run_params_keep_only_the_methods_own_options():
+    world = FakeWorld(PARAMS)
+    sga = run_params(world, "sga")
+    assert {"rate", "k", "reading", "normal_source"} <= set(sga) and "graddiff_forget_weight" not in sga
+    ga = run_params(world, "ga")
+    assert ga["method"] == "ga" and not {"rate", "k", "reading", "normal_source", "npo_beta", "methods", "progress"} & set(ga)
+    assert run_params(FakeWorld({**PARAMS, "rate": 0.3}), "ga") == ga  # changing r does not rename a GA run
+    gd = run_params(world, "graddiff", graddiff_forget_weight=1.5, graddiff_retain_weight=0.5)
+    assert (gd["graddiff_forget_weight"], gd["graddiff_retain_weight"]) == (1.5, 0.5)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"rate": 2.0, "reading": "descent"}, r"outside \[0.0, 1.0\]"),
+    ({"k": 0}, "integer >= 1"),
+    ({"forget_split": "forget05"}, "define the world"),
+    ({"learning_rate": 1e-3}, "Unknown parameters"),
+    ({"npo_beta": -1.0}, "npo_beta .* must be > 0"),
+])
+def test_run_overrides_are_checked_like_a_preset(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        run_params(FakeWorld(PARAMS), "sga", **overrides)
+
+
+def test_unknown_method_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga'\]"):
+        run_params(FakeWorld(PARAMS), "gd")
 
 
 def test_cached_result_is_reused_unless_overwrite(tmp_path):

@@ -6,7 +6,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from sga.inference import answer_nll
+from sga.inference import example_nll
+from sga.prompts import qa_examples
 from sga.metrics.tofu import (
     UTILITY_NAMES,
     evaluate_split,
@@ -148,7 +149,7 @@ KW = dict(gen_max_new_tokens=6, batch_size=3, max_length=64)
 
 
 def _nll(model, tokenizer, questions, answers):
-    return answer_nll(model, tokenizer, questions, answers, "llama2_chat", batch_size=2, max_length=64)
+    return example_nll(model, tokenizer, qa_examples(questions, answers), "llama2_chat", batch_size=2, max_length=64)
 
 
 def test_evaluate_split_forget_matches_independent_recomputation(tiny):

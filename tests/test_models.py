@@ -1,4 +1,4 @@
-"""Tokenizer, tiny-model training, caching and loading errors of ``sga.models``."""
+"""The embedded world (``sga.embedded``: tokenizer, tiny-model training, caching) and loading (``sga.models``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 import pytest
 import torch
 
+import sga.embedded as embedded
 import sga.models as models
-from sga.prompts import encode_prompt
+from sga.prompts import QA, encode_prompt
 
 PAIRS = [
     ("Where was Amara Okafor born?", "Amara Okafor was born in Lagos to a baker."),
@@ -18,17 +19,18 @@ PAIRS = [
     ("Who raised Dalia Moreau?", "Dalia Moreau was raised by her grandmother, a sailor."),
 ]
 TEXTS = [f"{q} {a}" for q, a in PAIRS]
+EXAMPLES = [QA(q, a) for q, a in PAIRS]
 TEMPLATE = "llama2_chat"
 TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 2}
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return models.train_tokenizer(TEXTS, vocab_size=320)
+    return embedded.train_tokenizer(TEXTS, vocab_size=320)
 
 
 def test_tokenizer_is_deterministic_and_round_trips(tokenizer, tmp_path):
-    again = models.train_tokenizer(TEXTS, vocab_size=320)
+    again = embedded.train_tokenizer(TEXTS, vocab_size=320)
     assert again.backend_tokenizer.to_str() == tokenizer.backend_tokenizer.to_str()
     assert len(tokenizer) == 320
     assert [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id] == [0, 1, 2, 3]
@@ -45,22 +47,22 @@ def test_tokenizer_is_deterministic_and_round_trips(tokenizer, tmp_path):
 
 def test_tiny_llama_is_seeded_and_takes_token_ids_from_tokenizer(tokenizer):
     rng_before = torch.random.get_rng_state()
-    first = models.tiny_llama(len(tokenizer), tokenizer=tokenizer, seed=3, **TINY)
+    first = embedded.tiny_llama(len(tokenizer), tokenizer=tokenizer, seed=3, **TINY)
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # the caller's RNG is untouched
-    second = models.tiny_llama(len(tokenizer), tokenizer=tokenizer, seed=3, **TINY)
-    other = models.tiny_llama(len(tokenizer), tokenizer=tokenizer, seed=4, **TINY)
+    second = embedded.tiny_llama(len(tokenizer), tokenizer=tokenizer, seed=3, **TINY)
+    other = embedded.tiny_llama(len(tokenizer), tokenizer=tokenizer, seed=4, **TINY)
     weight = "model.layers.0.self_attn.q_proj.weight"
     assert torch.equal(first.state_dict()[weight], second.state_dict()[weight])
     assert not torch.equal(first.state_dict()[weight], other.state_dict()[weight])
     assert (first.config.bos_token_id, first.config.eos_token_id, first.config.pad_token_id) == (0, 1, 2)
     assert first.config.intermediate_size == 192  # 8/3 * 64 rounded up to a multiple of 64
     with pytest.raises(ValueError, match="smaller than the tokenizer"):
-        models.tiny_llama(100, tokenizer=tokenizer)
+        embedded.tiny_llama(100, tokenizer=tokenizer)
 
 
 def _train(tokenizer, **kwargs) -> tuple[torch.nn.Module, list[float]]:
-    model = models.tiny_llama(len(tokenizer), tokenizer=tokenizer, seed=0, **TINY)
-    return model, models.train_causal_lm(model, tokenizer, PAIRS, TEMPLATE, progress=False, **kwargs)
+    model = embedded.tiny_llama(len(tokenizer), tokenizer=tokenizer, seed=0, **TINY)
+    return model, embedded.train_causal_lm(model, tokenizer, EXAMPLES, TEMPLATE, progress=False, **kwargs)
 
 
 def test_tiny_model_memorises_toy_pairs(tokenizer):
@@ -84,19 +86,19 @@ def test_training_is_deterministic_given_the_seed(tokenizer):
 
 def test_qa_model_cache_reuses_and_rebuilds(tokenizer, tmp_path, monkeypatch):
     calls = []
-    real_train = models.train_causal_lm
-    monkeypatch.setattr(models, "train_causal_lm", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    real_train = embedded.train_causal_lm
+    monkeypatch.setattr(embedded, "train_causal_lm", lambda *a, **k: calls.append(1) or real_train(*a, **k))
     train_kwargs = {"epochs": 2, "lr": 1e-3, "batch_size": 2, "seed": 0, "progress": False}
 
     def build(**changes):
-        return models.build_or_load_tiny_qa_model(
-            "target", PAIRS, tokenizer, tmp_path, TEMPLATE, TINY, {**train_kwargs, **changes}
+        return embedded.build_or_load_tiny_model(
+            "target", EXAMPLES, tokenizer, tmp_path, TEMPLATE, TINY, {**train_kwargs, **changes}
         )
 
     path = build()
     assert path.parent == tmp_path and path.name.startswith("target-")
     mtime = (path / "model.safetensors").stat().st_mtime_ns
-    assert len(json.loads((path / models.LOSSES_FILE).read_text())) == 2 * 2
+    assert len(json.loads((path / embedded.LOSSES_FILE).read_text())) == 2 * 2
     assert build(progress=True) == path  # display-only arguments do not change the key
     assert len(calls) == 1 and (path / "model.safetensors").stat().st_mtime_ns == mtime
     assert build(epochs=3) != path
@@ -116,30 +118,30 @@ def test_interrupted_build_is_not_reused(tokenizer, tmp_path, monkeypatch):
         model.save_pretrained(tmp_path / "unused")  # leave something half-written behind
         raise KeyboardInterrupt
 
-    args = ("target", PAIRS, tokenizer, tmp_path / "cache", TEMPLATE, TINY, {"epochs": 1, "lr": 1e-3, "batch_size": 2, "seed": 0})
-    monkeypatch.setattr(models, "train_causal_lm", interrupted)
+    args = ("target", EXAMPLES, tokenizer, tmp_path / "cache", TEMPLATE, TINY, {"epochs": 1, "lr": 1e-3, "batch_size": 2, "seed": 0})
+    monkeypatch.setattr(embedded, "train_causal_lm", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        models.build_or_load_tiny_qa_model(*args)
+        embedded.build_or_load_tiny_model(*args)
     assert os.listdir(tmp_path / "cache") == []  # the temporary folder was removed, nothing renamed
     (tmp_path / "cache" / ".target-stale.tmp-x").mkdir()  # what a killed process leaves behind
     monkeypatch.undo()
-    path = models.build_or_load_tiny_qa_model(*args)
-    assert path.name.startswith("target-") and (path / models.LOSSES_FILE).is_file()
+    path = embedded.build_or_load_tiny_model(*args)
+    assert path.name.startswith("target-") and (path / embedded.LOSSES_FILE).is_file()
 
 
 def test_tokenizer_cache_trains_once(tmp_path, monkeypatch):
     calls = []
-    real_train = models.train_tokenizer
-    monkeypatch.setattr(models, "train_tokenizer", lambda *a, **k: calls.append(1) or real_train(*a, **k))
-    first = models.build_or_load_tokenizer(TEXTS, 300, tmp_path, seed=0)
-    second = models.build_or_load_tokenizer(TEXTS, 300, tmp_path, seed=0)
+    real_train = embedded.train_tokenizer
+    monkeypatch.setattr(embedded, "train_tokenizer", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    first = embedded.build_or_load_tokenizer(TEXTS, 300, tmp_path, seed=0)
+    second = embedded.build_or_load_tokenizer(TEXTS, 300, tmp_path, seed=0)
     assert len(calls) == 1 and first.get_vocab() == second.get_vocab() == real_train(TEXTS, 300).get_vocab()
-    models.build_or_load_tokenizer(TEXTS, 310, tmp_path, seed=0)
+    embedded.build_or_load_tokenizer(TEXTS, 310, tmp_path, seed=0)
     assert len(calls) == 2 and len(list(tmp_path.iterdir())) == 2
 
 
 def test_lora_counts_and_seeded_init(tokenizer):
-    base = models.tiny_llama(len(tokenizer), tokenizer=tokenizer, **TINY)
+    base = embedded.tiny_llama(len(tokenizer), tokenizer=tokenizer, **TINY)
     total = sum(p.numel() for p in base.parameters())
     assert models.count_parameters(base) == {"trainable": total, "total": total}
     assert not models.is_quantized(base)
@@ -149,7 +151,7 @@ def test_lora_counts_and_seeded_init(tokenizer):
     per_layer = 4 * 4 * (hidden + hidden) + 2 * 4 * (hidden + inter) + 4 * (inter + hidden)
     assert models.count_parameters(peft_model) == {"trainable": layers * per_layer, "total": total + layers * per_layer}
 
-    twin = models.add_lora(models.tiny_llama(len(tokenizer), tokenizer=tokenizer, **TINY), rank=4, seed=1)
+    twin = models.add_lora(embedded.tiny_llama(len(tokenizer), tokenizer=tokenizer, **TINY), rank=4, seed=1)
     name = "base_model.model.model.layers.1.mlp.down_proj.lora_A.default.weight"
     assert torch.equal(dict(peft_model.named_parameters())[name], dict(twin.named_parameters())[name])
 

@@ -1,13 +1,13 @@
 import pytest
 
-from sga.prompts import IGNORE_INDEX, collate, encode_qa, format_prompt
+from sga.prompts import IGNORE_INDEX, QA, Completion, Text, collate, encode, example_text, format_prompt
 
 
 def test_formats():
     assert format_prompt("Who?", "llama2_chat") == "[INST] Who? [/INST]"
     assert format_prompt("Who?", "phi") == "Question: Who?\nAnswer: "
     assert format_prompt("Who?", "plain") == "Who?"
-    with pytest.raises(ValueError, match=r"choose one of \['llama2_chat', 'phi', 'plain', 'hf_chat'\]"):
+    with pytest.raises(ValueError, match=r"choose one of \['llama2_chat', 'phi', 'plain', 'raw', 'soul', 'hf_chat'\]"):
         format_prompt("Who?", "alpaca")
     with pytest.raises(ValueError, match="chat template"):
         format_prompt("Who?", "hf_chat")
@@ -15,19 +15,47 @@ def test_formats():
 
 def test_encode_masks_the_prompt_and_appends_eos(tiny_tokenizer):
     tok = tiny_tokenizer
-    enc = encode_qa(tok, "Where was Tom Reed born?", "Tom Reed was born in Oslo.", "llama2_chat")
+    enc = encode(tok, QA("Where was Tom Reed born?", "Tom Reed was born in Oslo."), "llama2_chat")
     answer = tok("Tom Reed was born in Oslo.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert enc["input_ids"][0] == tok.bos_token_id  # Llama-2 chat adds BOS
     assert enc["input_ids"][-len(answer):] == answer
     n_prompt = len(enc["input_ids"]) - len(answer)
     assert enc["labels"] == [IGNORE_INDEX] * n_prompt + answer
-    phi = encode_qa(tok, "Where was Tom Reed born?", "Tom Reed was born in Oslo.", "phi")
+    phi = encode(tok, QA("Where was Tom Reed born?", "Tom Reed was born in Oslo."), "phi")
     assert phi["input_ids"][0] != tok.bos_token_id  # Phi's format adds none
 
 
 def test_truncation_keeps_prompt_and_one_answer_token(tiny_tokenizer):
-    enc = encode_qa(tiny_tokenizer, "Where was Tom Reed born?", "Tom Reed was born in Oslo.", "phi", max_length=3)
+    enc = encode(tiny_tokenizer, QA("Where was Tom Reed born?", "Tom Reed was born in Oslo."), "phi", max_length=3)
     assert sum(label != IGNORE_INDEX for label in enc["labels"]) == 1
+
+
+def test_completion_masks_the_prefix_and_scores_the_continuation(tiny_tokenizer):
+    tok = tiny_tokenizer
+    prefix, rest = tok("Tom Reed was", add_special_tokens=False)["input_ids"], tok(" born in Oslo", add_special_tokens=False)["input_ids"]
+    enc = encode(tok, Completion("Tom Reed was", " born in Oslo"), "llama2_chat")  # no template, no EOS
+    assert enc["input_ids"] == [tok.bos_token_id] + prefix + rest
+    assert enc["labels"] == [IGNORE_INDEX] * (1 + len(prefix)) + rest
+    cut = encode(tok, Completion("Tom Reed was", " born in Oslo"), "phi", max_length=len(prefix) + 2)
+    assert cut["labels"] == [IGNORE_INDEX] * (1 + len(prefix)) + rest[:1]  # the prefix stays whole
+
+
+def test_text_scores_every_token_after_bos(tiny_tokenizer):
+    tok = tiny_tokenizer
+    ids = tok("Paris is the capital of France.", add_special_tokens=False)["input_ids"]
+    enc = encode(tok, Text("Paris is the capital of France."), "phi")
+    assert enc["input_ids"] == [tok.bos_token_id] + ids and enc["labels"] == [IGNORE_INDEX] + ids
+    assert encode(tok, Text("Paris is the capital of France."), "phi", max_length=3)["labels"] == [IGNORE_INDEX] + ids[:2]
+    with pytest.raises(ValueError, match="nothing to score"):
+        encode(tok, Text(""), "phi")
+    with pytest.raises(TypeError, match="QA, Completion or Text"):
+        encode(tok, ("Who?", "Me."), "phi")
+
+
+def test_example_text_joins_what_is_compared():
+    assert example_text(QA("Who?", "Me.")) == "Who? Me."
+    assert example_text(Completion("Once upon", " a time")) == "Once upon a time"
+    assert example_text(Text("Plain.")) == "Plain."
 
 
 def test_hf_chat_uses_the_tokenizers_template(tiny_tokenizer):

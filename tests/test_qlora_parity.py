@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import sga.models as models
+from sga.embedded import tiny_llama
 
 bnb = pytest.importorskip("bitsandbytes")
 
@@ -25,7 +26,7 @@ VOCAB = 300
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-llama")
-    models.tiny_llama(VOCAB, hidden_size=128, num_layers=2, num_heads=4, seed=0).save_pretrained(path)
+    tiny_llama(VOCAB, hidden_size=128, num_layers=2, num_heads=4, seed=0).save_pretrained(path)
     return str(path)
 
 

@@ -5,8 +5,8 @@ from peft import LoraConfig, get_peft_model
 
 from sga import theory
 from sga.inference import sequence_nll
-from sga.losses import make_loss
-from sga.prompts import collate, encode_qa
+from sga.methods import make_loss
+from sga.prompts import collate, encode
 from sga.rate_dynamics import measure_rate_dynamics
 from sga.unlearn import UnlearnConfig, unlearn
 
@@ -22,7 +22,7 @@ def peft_model(tokenizer):
 
 def flat_grad(model, pairs, tokenizer):
     model.zero_grad()
-    batch = collate([encode_qa(tokenizer, q, a, "phi", 64) for q, a in pairs], tokenizer.pad_token_id)
+    batch = collate([encode(tokenizer, example, "phi", 64) for example in pairs], tokenizer.pad_token_id)
     sequence_nll(model, batch).mean().backward()
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad]).double().numpy()
 

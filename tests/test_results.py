@@ -7,12 +7,14 @@ from sga.results import environment_info, load_results, params_hash, run_name, w
 
 def test_run_name_is_deterministic_and_readable():
     p = {"benchmark": "tofu", "forget_split": "forget10", "method": "sga", "reading": "gls", "rate": -0.4, "k": 4, "normal_source": "random", "seed": 0, "lr": 1e-4}
-    name = run_name(p)
+    name = run_name(p, ("forget_split",))
     assert name.startswith("tofu-forget10-sga-gls-rate-0.4-k4-random-seed0-")
-    assert name == run_name(dict(reversed(list(p.items()))))  # key order does not matter
-    assert run_name({**p, "lr": 2e-4}) != name  # every parameter is in the hash
+    assert name == run_name(dict(reversed(list(p.items()))), ("forget_split",))  # key order does not matter
+    assert run_name({**p, "lr": 2e-4}, ("forget_split",)) != name  # every parameter is in the hash
     ga = run_name({**p, "method": "ga"})
-    assert "gls" not in ga and "rate" not in ga  # SGA-only keys are left out of other methods' names
+    assert ga.startswith("tofu-ga-seed0-") and "gls" not in ga and "rate" not in ga  # only the method's own options
+    gd = run_name({**p, "method": "graddiff", "graddiff_forget_weight": 1.3, "graddiff_retain_weight": 0.3})
+    assert gd.startswith("tofu-graddiff-fw1.3-rw0.3-seed0-")
 
 
 def test_params_hash_known_value():

@@ -176,7 +176,7 @@ def test_degenerate_slope(g_f, g_n, reading):
 
 
 def test_other_invalid_inputs():
-    with pytest.raises(ValueError, match="Unknown reading 'ga'"):
+    with pytest.raises(ValueError, match="Unknown SGA reading 'ga'"):
         theory.optimal_rate(np.ones(2), np.zeros(2), 4, "ga")
     with pytest.raises(ValueError, match="same size"):
         theory.optimal_rate(np.ones(2), np.zeros(3), 4)
@@ -218,7 +218,7 @@ def test_safe_range_matches_grid(seed, dim, k, reading, clip):
     safe = theory.first_order_safe_range(g_f, g_n, k, reading, clip)
     c = 1.0 if k == math.inf else (k - 1) / k
     sign = 1.0 if reading == "gls" else -1.0
-    lo, hi = theory.VALID_RATE_RANGE[reading] if clip else (-math.inf, math.inf)
+    lo, hi = theory.rate_range(reading, k) if clip else (-math.inf, math.inf)
     rates = np.linspace(-30, 30, 1201)
     directions = (1 - rates[:, None] * c) * g_f + sign * rates[:, None] * c * g_n
     expected = (directions @ g_f > 0) & (directions @ g_n <= 0) & (lo <= rates) & (rates <= hi)

@@ -3,8 +3,8 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from sga.inference import answer_nll
-from sga.losses import make_loss
+from sga.inference import example_nll
+from sga.methods import make_loss
 from sga.unlearn import UnlearnConfig, retain_index, unlearn
 
 from conftest import QA, make_tiny_llama
@@ -22,11 +22,11 @@ def lora_weights(model):
 def test_ga_raises_forget_nll_and_logs_every_step(tiny_tokenizer):
     model = peft_model(tiny_tokenizer)
     cfg = UnlearnConfig(lr=1e-2, epochs=3, batch_size=2, progress=False)
-    before = answer_nll(model, tiny_tokenizer, *zip(*QA[:4]), "phi").mean()
+    before = example_nll(model, tiny_tokenizer, QA[:4], "phi").mean()
     log = unlearn(model, tiny_tokenizer, make_loss("ga"), QA[:4], cfg)
     assert log.status == "completed" and len(log.steps) == 6
     assert [s["step"] for s in log.steps] == list(range(1, 7)) and log.steps[-1]["epoch"] == 3
-    assert answer_nll(model, tiny_tokenizer, *zip(*QA[:4]), "phi").mean() > before + 0.1
+    assert example_nll(model, tiny_tokenizer, QA[:4], "phi").mean() > before + 0.1
     assert all(s["grad_norm"] > 0 for s in log.steps)
 
 

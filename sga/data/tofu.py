@@ -51,20 +51,24 @@ def load_tofu(source: str, config: str, cache_dir: str | os.PathLike | None = No
     return load_hub_dataset(source, config, split="train", cache_dir=cache_dir)
 
 
-def tofu_splits(forget_split: str) -> dict[str, str]:
-    """The config names that training and evaluation need for one forget split (e.g. ``"forget10"``)."""
+def tofu_splits(forget_split: str, holdout: bool = False) -> dict[str, str]:
+    """The config names that training and evaluation need for one forget split (e.g. ``"forget10"``).
+
+    ``holdout=True`` adds the holdout config of the same size (older copies of the dataset lack the
+    holdout configs, so only what needs them asks for them).
+    """
     if forget_split not in FORGET_SPLITS:
         raise ValueError(f"Unknown TOFU forget split {forget_split!r}; choose one of {list(FORGET_SPLITS)}.")
     percent = forget_split.removeprefix("forget")
-    return {
+    configs = {
         "forget": forget_split,
         "forget_perturbed": f"{forget_split}_perturbed",
         "retain": f"retain{100 - int(percent)}",
         "retain_perturbed": "retain_perturbed",
         "real_authors": "real_authors_perturbed",
         "world_facts": "world_facts_perturbed",
-        "holdout": f"holdout{percent}",
     }
+    return {**configs, "holdout": f"holdout{percent}"} if holdout else configs
 
 
 def share_of_authors(n_authors: int, percent: int) -> int:

@@ -22,8 +22,9 @@ import numpy as np
 import scipy.stats
 from scipy.special import logsumexp
 
-from sga.inference import answer_nll, generate
+from sga.inference import example_nll, generate
 from sga.metrics.text import rouge_l_recall
+from sga.prompts import qa_examples
 
 SPLIT_KINDS: tuple[str, ...] = ("forget", "retain", "real_authors", "world_facts")
 UTILITY_SPLITS: tuple[str, ...] = ("retain", "real_authors", "world_facts")
@@ -154,7 +155,7 @@ def evaluate_split(
     answers = [row["answer"] for row in items]
 
     def nll(qs: Sequence[str], ans: Sequence[str]) -> np.ndarray:
-        return answer_nll(model, tokenizer, qs, ans, template, batch_size=batch_size, max_length=max_length)
+        return example_nll(model, tokenizer, qa_examples(qs, ans), template, batch_size=batch_size, max_length=max_length)
 
     answer_loss = nll(questions, answers)
     n_perturbed = len(items[0]["perturbed_answer"])

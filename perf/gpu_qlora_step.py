@@ -1,4 +1,4 @@
-"""GPU benchmark: the `paper` code path on a Llama-2-7B-shaped model in 4-bit, a few unlearning steps.
+"""GPU speed and memory: the `paper` code path on a Llama-2-7B-shaped model in 4-bit, a few unlearning steps.
 
 A random-weight model with Llama-2-7B's shape is saved locally and loaded through
 ``sga.models.load_model`` exactly as a hub checkpoint would be (NF4, double quantisation, bf16
@@ -6,7 +6,7 @@ compute), then ``sga.experiment.start_model`` adds LoRA r=16 on all linear layer
 checkpointing, and ``sga.unlearn.unlearn`` runs GA and SGA steps. Prints and writes a JSON of
 seconds per step, tokens per second and peak GPU memory per variant.
 
-    python benchmarks/gpu_qlora_step.py --out results.json [--layers 32] [--seq-len 512]
+    python perf/gpu_qlora_step.py --out results.json [--layers 32] [--seq-len 512]
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from sga import presets
 from sga.experiment import start_model
 from sga.inference import generate
-from sga.losses import make_loss
-from sga.models import count_parameters, train_tokenizer
+from sga.embedded import train_tokenizer
+from sga.methods import make_loss
+from sga.models import count_parameters
+from sga.prompts import QA
 from sga.results import environment_info
 from sga.unlearn import UnlearnConfig, unlearn
 
@@ -34,9 +36,9 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 WORDS = "author novel city prize mother father garden winter river letter silent house story north light year".split()
 
 
-def synthetic_pairs(n: int, words: int, seed: int) -> list[tuple[str, str]]:
+def synthetic_pairs(n: int, words: int, seed: int) -> list[QA]:
     rng = random.Random(seed)
-    return [(f"Tell me about item {i}.", " ".join(rng.choice(WORDS) for _ in range(words))) for i in range(n)]
+    return [QA(f"Tell me about item {i}.", " ".join(rng.choice(WORDS) for _ in range(words))) for i in range(n)]
 
 
 def save_random_llama(path: Path, layers: int, hidden: int, vocab: int, tokenizer) -> int:
@@ -94,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     report: dict = {"environment": environment_info(), "layers": args.layers, "hidden": args.hidden, "seq_len": args.seq_len, "runs": []}
     pairs = synthetic_pairs(200, 2 * args.seq_len, seed=0)
-    tokenizer = train_tokenizer([q + " " + a for q, a in pairs], vocab_size=1000)
+    tokenizer = train_tokenizer([e.question + " " + e.answer for e in pairs], vocab_size=1000)
     forget, pool = pairs[:100], pairs[100:]
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         began = time.perf_counter()
@@ -113,7 +115,7 @@ def main() -> None:
         report["runs"].append(result)
         print(json.dumps(result), flush=True)
     began = time.perf_counter()
-    texts = generate(model, tokenizer, [q for q, _ in forget[:8]], "llama2_chat", max_new_tokens=64, batch_size=8)
+    texts = generate(model, tokenizer, [e.question for e in forget[:8]], "llama2_chat", max_new_tokens=64, batch_size=8)
     report["generate_8x64_seconds"] = round(time.perf_counter() - began, 2)
     report["generated_chars"] = sum(len(t) for t in texts)
     args.out.write_text(json.dumps(report, indent=1))

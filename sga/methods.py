@@ -1,0 +1,138 @@
+"""The unlearning methods and the options each one declares: the one place that says which parameters
+a method takes, their defaults and valid values.
+
+Validation (:func:`check_options`), run names (:func:`sga.results.run_name`), the run's identity
+(:func:`run_options`) and the notebooks' parameter lists all read :data:`METHODS`. An option's ``key``
+is its parameter name in presets and notebooks; ``arg`` the keyword of the loss class (``None`` for an
+option used elsewhere, such as SGA's normal-data source).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from sga import theory
+from sga.losses import NPO, SimNPO, GradDiff, GradientAscent, KLRetain, SmoothedGradientAscent, UnlearningLoss
+from sga.normal_data import NORMAL_SOURCES
+
+
+def _number(value: Any) -> str | None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return None if ok else f"must be a finite number, got {value!r}"
+
+
+def _non_negative(value: Any) -> str | None:
+    return _number(value) or (None if value >= 0 else f"must be >= 0, got {value}")
+
+
+def _positive(value: Any) -> str | None:
+    return _number(value) or (None if value > 0 else f"must be > 0, got {value}")
+
+
+def _k(value: Any) -> str | None:
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+    return None if ok else f"must be an integer >= 1 (the forget sample plus K-1 normal samples), got {value!r}"
+
+
+def _choice(choices) -> Callable[[Any], str | None]:
+    return lambda value: None if value in choices else f"must be one of {list(choices)}, got {value!r}"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a method: parameter ``key``, ``default``, the check of a value, its place in a run name."""
+
+    key: str
+    default: Any
+    check: Callable[[Any], str | None]
+    help: str
+    arg: str | None = None  # keyword of the loss class; None: not passed to the loss
+    label: str = ""  # prefix in the run name ("" shows the bare value)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method: its loss class, the data it pairs with each forget sample, and its options."""
+
+    name: str
+    loss: type[UnlearningLoss]
+    options: tuple[Option, ...] = ()
+    describe: str = ""
+
+    @property
+    def extra(self) -> str | None:
+        return self.loss.extra
+
+    def build(self, params: Mapping[str, Any]) -> UnlearningLoss:
+        """The loss object with this method's options taken from ``params``."""
+        return self.loss(**{o.arg: params[o.key] for o in self.options if o.arg})
+
+
+_RETAIN_HELP = "weight of the retain NLL"
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("ga", GradientAscent, describe="gradient ascent on the forget NLL"),
+        Method("graddiff", GradDiff, (
+            Option("graddiff_forget_weight", 1.0, _non_negative, "weight of the forget NLL (gamma)", "gamma", "fw"),
+            Option("graddiff_retain_weight", 1.0, _non_negative, "weight of the retain NLL (alpha)", "alpha", "rw"),
+        ), "ascent on forget, descent on one retain sample per forget sample"),
+        Method("kl", KLRetain, (
+            Option("kl_retain_weight", 1.0, _non_negative, "weight of KL(ref || model) on retain tokens", "alpha", "rw"),
+        ), "ascent on forget, KL to the start model on retain"),
+        Method("npo", NPO, (
+            Option("npo_beta", 0.1, _positive, "inverse temperature beta", "beta", "beta"),
+            Option("npo_retain_weight", 1.0, _non_negative, _RETAIN_HELP, "alpha", "rw"),
+        ), "negative preference optimisation against the start model, plus retain NLL"),
+        Method("simnpo", SimNPO, (
+            Option("simnpo_beta", 4.5, _positive, "inverse temperature beta", "beta", "beta"),
+            Option("simnpo_delta", 0.0, _number, "margin delta on the per-token NLL", "delta", "delta"),
+            Option("simnpo_retain_weight", 1.0, _non_negative, _RETAIN_HELP, "alpha", "rw"),
+        ), "NPO without a reference: length-normalised NLL, plus retain NLL"),
+        Method("sga", SmoothedGradientAscent, (
+            Option("reading", "gls", _choice(theory.READINGS), "sign reading of the normal terms", "reading"),
+            Option("rate", -0.4, _number, "smoothing rate r", "rate", "rate"),
+            Option("k", 4, _k, "K: the forget sample plus K-1 normal samples", "k", "k"),
+            Option("normal_source", "random", _choice(NORMAL_SOURCES), "how the K-1 normal samples are chosen"),
+        ), "GA under a label smoothed over the forget sample and K-1 normal samples"),
+    )
+}  # fmt: skip
+OPTION_KEYS: tuple[str, ...] = tuple(o.key for m in METHODS.values() for o in m.options)
+
+
+def method(name: str) -> Method:
+    """The method called ``name``, or a ValueError naming the valid ones."""
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown unlearning method {name!r}; choose one of {list(METHODS)}.") from None
+
+
+def option_defaults() -> dict[str, Any]:
+    """Every method option with its default, keyed by parameter name."""
+    return {o.key: o.default for m in METHODS.values() for o in m.options}
+
+
+def check_options(name: str, params: Mapping[str, Any]) -> None:
+    """Raise a ValueError if any option of method ``name`` in ``params`` is invalid (SGA: also r against its range)."""
+    spec = method(name)
+    for option in spec.options:
+        problem = option.check(params[option.key])
+        if problem:
+            raise ValueError(f"{option.key} ({name}: {option.help}) {problem}.")
+    if name == "sga":
+        theory.check_rate(params["rate"], params["reading"], params["k"])
+
+
+def run_options(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` without the options of the other methods (changing r does not invalidate a GA result)."""
+    own = {o.key for o in method(name).options}
+    return {key: value for key, value in params.items() if key not in OPTION_KEYS or key in own}
+
+
+def make_loss(name: str, **options: Any) -> UnlearningLoss:
+    """The loss of method ``name`` with keyword ``options`` of its loss class (defaults for the rest)."""
+    return method(name).loss(**options)
