@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from sga import presets
+from sga.inference import mean_hidden_states
 from sga.losses import UnlearningLoss
 from sga.methods import OPTION_KEYS, method, run_options
 from sga.models import add_lora, load_model
@@ -201,15 +202,20 @@ def start_model(source: str, params: Mapping[str, Any]) -> torch.nn.Module:
 
 
 def extra_index(
-    loss: UnlearningLoss, params: Mapping[str, Any], forget: Sequence[Example], pool: Sequence[Example]
+    loss: UnlearningLoss,
+    params: Mapping[str, Any],
+    forget: Sequence[Example],
+    pool: Sequence[Example],
+    embed: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> np.ndarray | None:
     """Which pool rows go with each forget sample: K-1 normal samples (SGA), one retain sample, or none.
 
-    Normal samples are chosen on the examples' whole text (``normal_source``, ``seed``).
+    Normal samples are chosen on the examples' whole text (``normal_source``, ``seed``; ``embed`` for
+    the ``embedding`` source).
     """
     if loss.extra == "normal":
         texts = lambda examples: [example_text(e) for e in examples]  # noqa: E731
-        return select_normal(texts(forget), texts(pool), loss.extra_per_forget(), params["normal_source"], params["seed"])
+        return select_normal(texts(forget), texts(pool), loss.extra_per_forget(), params["normal_source"], params["seed"], embed)
     if loss.extra == "retain":
         return retain_index(len(forget), len(pool), params["seed"])
     return None
@@ -231,7 +237,8 @@ def run_unlearning(
     ``run_dir/adapter``.
     """
     loss = method(method_name).build(params)
-    index = extra_index(loss, params, forget, pool)
+    embed = lambda texts: mean_hidden_states(model, tokenizer, texts, params["max_length"], params["eval_batch_size"])  # noqa: E731
+    index = extra_index(loss, params, forget, pool, embed)
     config = UnlearnConfig(
         lr=params["lr"],
         epochs=params["epochs"],

@@ -136,3 +136,26 @@ def token_logprobs(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_
         out.extend(logp[i, : int(n)].cpu().numpy() for i, n in enumerate(lengths))
     model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def mean_hidden_states(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_length: int = 512, batch_size: int = 16) -> np.ndarray:
+    """Each text's last-layer hidden states averaged over its tokens (padding excluded), shape [N, hidden].
+
+    The offline text embedding of SGA's ``embedding`` normal-data source: the model's own representation.
+    """
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    out: list[np.ndarray] = []
+    for start in range(0, len(texts), batch_size):
+        feats = []
+        for text in texts[start : start + batch_size]:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length] or [tokenizer.eos_token_id]
+            feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ids})
+        batch = to_device(collate(feats, tokenizer.pad_token_id), device)
+        hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True).hidden_states[-1]
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        out.append(((hidden * mask).sum(dim=1) / mask.sum(dim=1)).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0))

@@ -96,7 +96,7 @@ METHODS: dict[str, Method] = {
             Option("reading", "gls", _choice(theory.READINGS), "sign reading of the normal terms", "reading"),
             Option("rate", -0.4, _number, "smoothing rate r", "rate", "rate"),
             Option("k", 4, _k, "K: the forget sample plus K-1 normal samples", "k", "k"),
-            Option("normal_source", "random", _choice(NORMAL_SOURCES), "how the K-1 normal samples are chosen"),
+            Option("normal_source", "random", _choice(NORMAL_SOURCES), "how the K-1 normal samples are chosen (random, tfidf or embedding nearest)"),
         ), "GA under a label smoothed over the forget sample and K-1 normal samples"),
     )
 }  # fmt: skip

@@ -5,18 +5,20 @@ samples (embedding similarity) or an external LLM. Offline, the sources offered 
 
 - ``random``: K-1 distinct pool items drawn uniformly per forget sample (seeded);
 - ``tfidf``: the K-1 pool items nearest to the forget sample by TF-IDF cosine similarity
-  (ties broken by pool order), the offline stand-in for embedding similarity.
+  (ties broken by pool order);
+- ``embedding``: the K-1 pool items nearest by cosine similarity of an embedding ``embed(texts)``
+  (the runs pass the start model's mean-pooled hidden states, :func:`sga.inference.mean_hidden_states`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 
-NORMAL_SOURCES: tuple[str, ...] = ("random", "tfidf")
+NORMAL_SOURCES: tuple[str, ...] = ("random", "tfidf", "embedding")
 
 
 def select_normal(
@@ -25,8 +27,12 @@ def select_normal(
     n_per_forget: int,
     source: str = "random",
     seed: int = 0,
+    embed: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Indices into ``pool_texts``, shape [len(forget_texts), n_per_forget], distinct within each row."""
+    """Indices into ``pool_texts``, shape [len(forget_texts), n_per_forget], distinct within each row.
+
+    ``embed`` maps texts to vectors [N, D]; the ``embedding`` source needs it.
+    """
     if source not in NORMAL_SOURCES:
         raise ValueError(f"Unknown normal-data source {source!r}; choose one of {list(NORMAL_SOURCES)}.")
     if n_per_forget < 0:
@@ -39,6 +45,11 @@ def select_normal(
     if source == "random":
         rng = np.random.default_rng(seed)
         return np.stack([rng.choice(len(pool_texts), n_per_forget, replace=False) for _ in range(n_forget)]).astype(np.int64)
-    vectorizer = TfidfVectorizer().fit(list(pool_texts) + list(forget_texts))
-    sim = cosine_similarity(vectorizer.transform(forget_texts), vectorizer.transform(pool_texts))
+    if source == "embedding":
+        if embed is None:
+            raise ValueError("The 'embedding' normal-data source needs an embed function (texts -> vectors).")
+        sim = cosine_similarity(embed(list(forget_texts)), embed(list(pool_texts)))
+    else:
+        vectorizer = TfidfVectorizer().fit(list(pool_texts) + list(forget_texts))
+        sim = cosine_similarity(vectorizer.transform(forget_texts), vectorizer.transform(pool_texts))
     return np.argsort(-sim, axis=1, kind="stable")[:, :n_per_forget].astype(np.int64)

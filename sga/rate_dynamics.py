@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sga import theory
-from sga.inference import model_device, sequence_nll, to_device
+from sga.inference import mean_hidden_states, model_device, sequence_nll, to_device
 from sga.optim import optimizer_step, trainable_parameters
 from sga.prompts import Example, collate, encode_examples
 from sga.unlearn import epoch_batches
@@ -113,8 +113,9 @@ def measure_along_run(world, **overrides) -> list[dict[str, float]]:
     from sga.methods import method
 
     params = run_params(world, "sga", **overrides)
-    normal_index = extra_index(method("sga").build(params), params, world.forget, world.pool)
     model = start_model(world.models["target"], params)
+    embed = lambda texts: mean_hidden_states(model, world.tokenizer, texts, params["max_length"], params["eval_batch_size"])  # noqa: E731
+    normal_index = extra_index(method("sga").build(params), params, world.forget, world.pool, embed)
     records = measure_rate_dynamics(model, world.tokenizer, world.forget, world.pool, normal_index, params)
     free(model)
     return records

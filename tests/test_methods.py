@@ -37,7 +37,7 @@ def test_sga_is_graddiff_with_particular_weights():
     ("k", 0, "k .* must be an integer >= 1"),
     ("k", 2.5, "integer"),
     ("rate", float("nan"), "finite number"),
-    ("normal_source", "llm", r"must be one of \['random', 'tfidf'\]"),
+    ("normal_source", "llm", r"must be one of \['random', 'tfidf', 'embedding'\]"),
     ("graddiff_retain_weight", -1.0, "must be >= 0"),
 ])
 def test_bad_options_are_refused(key, value, match):

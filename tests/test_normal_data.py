@@ -26,3 +26,21 @@ def test_errors_and_k_one():
         select_normal(["x"], POOL, 1, "llm")
     with pytest.raises(ValueError, match="pool holds only 5"):
         select_normal(["x"], POOL, 6)
+
+
+def test_embedding_source_ranks_by_cosine_of_the_given_vectors():
+    vectors = {"f": [1.0, 0.0], POOL[0]: [0.0, 1.0], POOL[1]: [0.9, 0.1], POOL[2]: [-1.0, 0.0], POOL[3]: [0.5, 0.5], POOL[4]: [0.1, 0.9]}
+    embed = lambda texts: np.array([vectors[t] for t in texts])  # noqa: E731
+    assert select_normal(["f"], POOL, 3, "embedding", embed=embed).tolist() == [[1, 3, 4]]
+    with pytest.raises(ValueError, match="needs an embed function"):
+        select_normal(["f"], POOL, 1, "embedding")
+
+
+def test_mean_hidden_states_average_over_real_tokens(tiny_llama, tiny_tokenizer):
+    from sga.inference import mean_hidden_states
+
+    texts = ["Ana Brook was born in Lisbon.", "Paris"]
+    both = mean_hidden_states(tiny_llama, tiny_tokenizer, texts, batch_size=2)
+    alone = mean_hidden_states(tiny_llama, tiny_tokenizer, texts[1:], batch_size=1)
+    assert both.shape == (2, tiny_llama.config.hidden_size)
+    np.testing.assert_allclose(both[1], alone[0], rtol=1e-4, atol=1e-5)  # padding does not leak into the mean
