@@ -49,20 +49,35 @@ def sga_weights(rate: float, k: int) -> tuple[float, float]:
 
 
 def rate_range(reading: str, k: float = math.inf) -> tuple[float, float]:
-    """The closed interval of smoothing rates ``reading`` is defined for (the one owner of this fact).
+    """The interval of smoothing rates ``reading`` is defined for at ``k`` (the one owner of this fact).
 
-    "descent" is defined on [0, 1]. "gls" (label smoothing of GA) accepts any rate.
+    "descent": [0, 1], as its users define it. "gls": r < K/(K-1), open at the top. The forget sample's
+    label mass 1 - r(K-1)/K must stay positive, or the objective no longer ascends the forget loss
+    (at r = K/(K-1) the forget term vanishes; beyond it SGA would *descend* on the forget sample).
+    r <= 1 keeps the forget sample's mass at least each normal sample's (a smoothed label);
+    1 < r < K/(K-1) over-smooths (each normal sample gets more mass than the forget sample, which is
+    still ascended); any r < 0 is negative label smoothing. K = 1 has no normal samples: every r is GA.
     """
     _check_reading(reading)
-    return (-math.inf, math.inf) if reading == "gls" else (0.0, 1.0)
+    if reading == "descent":
+        return 0.0, 1.0
+    return -math.inf, (math.inf if k == 1 else 1.0 / normal_mass(k))
+
+
+def rate_interval(reading: str, k: float = math.inf) -> "RateInterval":
+    """:func:`rate_range` with its ends' closedness: [0, 1] for "descent", (-inf, K/(K-1)) for "gls"."""
+    lo, hi = rate_range(reading, k)
+    return RateInterval(lo, hi, lo != -math.inf, reading == "descent")
 
 
 def check_rate(rate: float, reading: str, k: float = math.inf) -> None:
-    """Raise a ValueError naming the valid range if ``rate`` lies outside ``rate_range(reading, k)``."""
-    lo, hi = rate_range(reading, k)
-    if not lo <= rate <= hi:
-        raise ValueError(f"Smoothing rate {rate} is outside [{lo}, {hi}], the valid range of the {reading!r} reading"
-                         f"{'' if k == math.inf else f' at K = {k}'}.")
+    """Raise a ValueError naming the valid range if ``rate`` lies outside :func:`rate_interval`."""
+    valid = rate_interval(reading, k)
+    if rate not in valid:
+        shown = f"{'[' if valid.lo_closed else '('}{valid.lo:.6g}, {valid.hi:.6g}{']' if valid.hi_closed else ')'}"
+        why = " (the forget sample's weight 1 - r(K-1)/K must stay positive)" if reading == "gls" else ""
+        raise ValueError(f"Smoothing rate {rate} is outside {shown}, the valid range of the {reading!r} reading"
+                         f"{'' if k == math.inf else f' at K = {k}'}{why}.")
 
 
 def normal_mass(k: float) -> float:
@@ -133,7 +148,7 @@ def optimal_rate(
 
     At r* the update is orthogonal to b, so to first order a step changes l_f and the mean normal loss
     by the same amount ("gls") or by opposite amounts ("descent"). ``clip=True`` clips r* to the
-    reading's valid range (``rate_range``: [0, 1] for "descent"); ||d(r)||^2 is
+    reading's valid range (``rate_range``: [0, 1] for "descent", up to K/(K-1) for "gls"); ||d(r)||^2 is
     a convex parabola, so the clipped value minimises it over that range.
 
     Raises ValueError when b = 0 (ḡ = g_f for "gls", ḡ = -g_f for "descent", or both gradients zero):
@@ -285,8 +300,7 @@ def first_order_safe_range(
         _half_line(float(normal_offset), float(normal_slope), strict=False),
     )
     if clip:
-        lo, hi = rate_range(reading, k)
-        safe = _intersect(safe, RateInterval(lo, hi, lo != -math.inf, hi != math.inf))
+        safe = _intersect(safe, rate_interval(reading, k))
     return safe
 
 

@@ -45,7 +45,7 @@ def test_run_params_keep_only_the_methods_own_options():
 
 
 @pytest.mark.parametrize("overrides,match", [
-    ({"rate": 2.0, "reading": "descent"}, r"outside \[0.0, 1.0\]"),
+    ({"rate": 2.0, "reading": "descent"}, r"outside \[0, 1\]"),
     ({"k": 0}, "integer >= 1"),
     ({"forget_split": "forget05"}, "define the world"),
     ({"learning_rate": 1e-3}, "Unknown parameters"),

@@ -40,9 +40,17 @@ def test_sga_weights_rejects_bad_k(k):
 def test_rate_ranges_and_readings():
     check_rate(-3.0, "gls")  # negative label smoothing has no lower bound
     check_rate(0.7, "descent")
-    with pytest.raises(ValueError, match=r"outside \[0.0, 1.0\]"):
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
         check_rate(-0.2, "descent")
-    check_rate(7.0, "gls")
+    check_rate(1.3, "gls", 4)  # over-smoothing: the forget sample keeps weight 1 - 1.3 * 3/4 = 0.025 > 0
+    with pytest.raises(ValueError, match=r"outside \(-inf, 1.33333\), the valid range of the 'gls' reading at K = 4"):
+        check_rate(4 / 3, "gls", 4)  # forget weight 0: nothing is ascended any more
+    with pytest.raises(ValueError, match=r"outside \(-inf, 2\)"):
+        check_rate(2.5, "gls", 2)
+    check_rate(0.99, "gls")  # K -> inf: r < 1
+    check_rate(9.0, "gls", 1)  # K = 1 has no normal samples: every rate is GA
+    with pytest.raises(ValueError, match="weight 1 - r"):
+        make_loss("sga", rate=1.4, k=4)
     with pytest.raises(ValueError, match="choose one of"):
         check_rate(0.1, "other")
     with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga'\]"):

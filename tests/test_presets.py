@@ -34,7 +34,7 @@ def test_overrides_merge_and_none_keeps_the_preset():
     (("tofu", "mini"), {"learning_rate": 1e-3}, r"Unknown parameter 'learning_rate' for tofu; valid ones"),
     (("tofu", "mini"), {"data": {"authors": 3}}, "Unknown keys"),
     (("tofu", "mini"), {"k": 0}, "k .* must be an integer >= 1"),
-    (("tofu", "mini"), {"reading": "descent", "rate": -0.4}, r"outside \[0.0, 1.0\], the valid range of the 'descent' reading"),
+    (("tofu", "mini"), {"reading": "descent", "rate": -0.4}, r"outside \[0, 1\], the valid range of the 'descent' reading"),
     (("tofu", "mini"), {"reading": "other"}, r"must be one of \['gls', 'descent'\]"),
     (("tofu", "mini"), {"quantization": "int4"}, r"must be one of \['none', 'nf4', 'fp4', 'int8'\]"),
     (("tofu", "mini"), {"batch_size": 0}, "batch_size must be an integer >= 1"),

@@ -139,7 +139,9 @@ def test_clip_to_valid_range():
     g_f = np.array([1.0, 0.0])
     assert theory.optimal_rate(g_f, 0.5 * g_f, 2, "descent", clip=True) == 1.0  # r* = 4/3
     assert theory.optimal_rate(g_f, -2.0 * g_f, 3, "descent", clip=True) == 0.0  # r* = -1.5
-    assert theory.optimal_rate(g_f, 0.5 * g_f, 2, "gls", clip=True) == pytest.approx(4.0)  # no-op
+    assert theory.optimal_rate(g_f, 0.5 * g_f, 2, "gls", clip=False) == pytest.approx(4.0)
+    assert theory.optimal_rate(g_f, 0.5 * g_f, 2, "gls", clip=True) == 2.0  # gls ends at K/(K-1), where the forget weight is 0
+    assert theory.optimal_rate(g_f, 0.5 * g_f, 2, "gls", clip=True) == theory.rate_range("gls", 2)[1]
 
 
 def test_optimal_rate_from_gradients_and_gram():
