@@ -1,5 +1,6 @@
-"""Reading unlearning runs: the best fixed rate by a rule stated in advance, runs compared at equal
-forgetting, and the "descent" rate that gives the same step direction as a "gls" rate."""
+"""Reading unlearning runs: means with intervals over seeds, the best fixed rate by a rule stated in
+advance, runs compared at equal forgetting, and the "descent" rate that gives the same step direction as
+a "gls" rate."""
 
 from __future__ import annotations
 
@@ -8,8 +9,37 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 from sga import theory
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with its Student-t interval over independent runs (seeds).
+
+    One value gives a NaN interval; NaN values are dropped.
+    """
+    data = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    if data.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(data.mean())
+    if data.size == 1:
+        return mean, math.nan, math.nan
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
+    return mean, mean - half, mean + half
+
+
+def seed_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
+    """One row per label: for each summary key, the mean over its runs with a ``confidence`` interval, and
+    the number of completed runs (a diverged run has no summary and is counted apart)."""
+    rows = {}
+    for label, results in runs.items():
+        done = [r for r in results if r["status"] == "completed"]
+        row: dict[str, Any] = {"runs": len(done), "diverged": len(results) - len(done)}
+        for key in keys:
+            row[key], row[f"{key} lo"], row[f"{key} hi"] = mean_interval([r["summary"][key] for r in done], confidence)
+        rows[label] = row
+    return pd.DataFrame(rows).T
 
 
 def best_rate(results: Mapping[float, Mapping[str, Any]]) -> float:
@@ -50,3 +80,12 @@ def descent_equivalent_rate(rate: float, k: int) -> float:
     if rate * c >= 0.5:
         raise ValueError(f"A gls rate with r (K-1)/K >= 1/2 (here {rate * c:.3f}) has no descent equivalent.")
     return rate / (2 * rate * c - 1)
+
+
+def epoch_budget(trajectory: Sequence[Mapping[str, Any]], key: str, threshold: float) -> int | None:
+    """The first epoch whose reading ``key`` is at or below ``threshold`` (e.g. GA's forget ROUGE-L reaching
+    the retain model's), or None if no epoch does."""
+    for point in trajectory:
+        if point[key] <= threshold:
+            return int(point["epoch"])
+    return None

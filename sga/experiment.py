@@ -60,6 +60,8 @@ class Benchmark:
     - ``summary(metrics)``: the flat numbers of a results table.
     - ``world_keys``: parameters that define the world (data, models, their format); runs cannot override them.
     - ``name_keys``: parameters shown in run names after the benchmark's name.
+    - ``evaluate_along(world, model, params, reference_stat)``: cheaper numbers read after every epoch
+      when ``trajectory`` is set (the path of a run, not only its end).
     """
 
     name: str
@@ -70,6 +72,7 @@ class Benchmark:
     world_keys: tuple[str, ...]
     name_keys: tuple[str, ...] = ()
     reference_model: str = "retain"
+    evaluate_along: Callable[..., dict[str, Any]] | None = None
 
 
 @dataclass
@@ -112,7 +115,7 @@ def run_params(world: World, method_name: str, **overrides: Any) -> dict[str, An
     fixed = sorted(set(overrides) & set(world.benchmark.world_keys))
     if fixed:
         raise ValueError(f"{fixed} define the world (data and models); prepare a new world to change them.")
-    params = {**world.params, **{k: v for k, v in overrides.items() if v is not None}}
+    params = {**world.params, **presets.given(overrides)}
     unknown = sorted(set(params) - set(world.params))
     if unknown:
         raise ValueError(f"Unknown parameters {unknown}; valid ones: {sorted(world.params)}.")
@@ -165,10 +168,12 @@ def run_method(world: World, method_name: str, overwrite: bool = False, **overri
     def compute() -> dict[str, Any]:
         stat = reference_statistic(world)
         model = start_model(world.models["target"], params)
-        log, train_seconds = timed(lambda: run_unlearning(model, world.tokenizer, method_name, params, world.forget,
-                                                          world.pool, world.out_dir / name, progress=world.params["progress"]))
+        along = world.benchmark.evaluate_along if params["trajectory"] else None
+        on_epoch_end = (lambda epoch: along(world, model, params, stat)) if along else None
+        log, train_seconds = timed(lambda: run_unlearning(model, world.tokenizer, method_name, params, world.forget, world.pool,
+                                                          world.out_dir / name, world.params["progress"], on_epoch_end))
         result = {"name": name, "params": params, "status": log.status, "message": log.message,
-                  "log": log.steps, "train_seconds": train_seconds}
+                  "log": log.steps, "train_seconds": log.seconds, "trajectory": log.epochs}
         if log.status == "completed":
             metrics, eval_seconds = timed(lambda: world.benchmark.evaluate(world, model, params, stat))
             result.update(summary=world.benchmark.summary(metrics), metrics=metrics, eval_seconds=eval_seconds)
@@ -230,11 +235,12 @@ def run_unlearning(
     pool: Sequence[Example],
     run_dir: Path,
     progress: bool = True,
+    on_epoch_end: Callable[[int], dict] | None = None,
 ) -> UnlearnLog:
     """Unlearn ``forget`` with ``method_name``, using ``pool`` as retain/normal data.
 
     Resumable: checkpoints go to ``run_dir/checkpoint``; a completed run leaves its LoRA adapter in
-    ``run_dir/adapter``.
+    ``run_dir/adapter``. ``on_epoch_end`` as in :func:`sga.unlearn.unlearn`.
     """
     loss = method(method_name).build(params)
     embed = lambda texts: mean_hidden_states(model, tokenizer, texts, params["max_length"], params["eval_batch_size"])  # noqa: E731
@@ -251,7 +257,7 @@ def run_unlearning(
         checkpoint_every=10,
         progress=progress,
     )
-    log = unlearn(model, tokenizer, loss, forget, config, pool, index, checkpoint_dir=run_dir)
+    log = unlearn(model, tokenizer, loss, forget, config, pool, index, checkpoint_dir=run_dir, on_epoch_end=on_epoch_end)
     if log.status == "completed":  # keep the finished adapter; the resume checkpoint is no longer needed
         model.save_pretrained(run_dir / "adapter")
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)

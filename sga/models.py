@@ -12,6 +12,7 @@ silently wrong afterwards. ``load_model`` applies the guard to every 4-bit model
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -22,6 +23,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from transformers.utils import logging as hf_logging
 
 hf_logging.disable_progress_bar()  # per-shard "Loading weights" bars would flood notebook outputs
+# Harmless notices that would otherwise end up in every notebook: bitsandbytes cannot fetch an optional CPU
+# kernel from the hub (guard_bnb_cpu keeps 4-bit layers off that path anyway), and peft still reads
+# transformers' deprecated `is_gradient_checkpointing` attribute.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 QUANTIZATIONS: tuple[str, ...] = ("none", "nf4", "fp4", "int8")
 COMPUTE_DTYPES: dict[str, torch.dtype] = {

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 CURVES = (("forget_nll", "forget NLL"), ("retain_nll", "retain / normal NLL"), ("grad_norm", "gradient norm"))
@@ -64,4 +65,75 @@ def training_curves(results: Mapping[str, Mapping[str, Any]], title: str = "") -
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def _label_color(label: str, position: int) -> str:
+    return model_color(label.split(" ")[0], position)
+
+
+def truth_ratio_histograms(results: Mapping[str, Mapping[str, Any]], reference: str = "retain", bins: int = 20) -> plt.Figure:
+    """Forget-split truth ratios (log scale) of each model, one panel each, over the reference model's.
+
+    Forget quality is the KS test between exactly these two samples.
+    """
+    labels = [label for label, r in results.items() if "metrics" in r]
+    ref = np.log10(results[reference]["metrics"]["forget"]["truth_ratios"])
+    values = {label: np.log10(results[label]["metrics"]["forget"]["truth_ratios"]) for label in labels}
+    edges = np.histogram_bin_edges(np.concatenate(list(values.values())), bins=bins)
+    cols = min(4, len(labels))
+    rows = -(-len(labels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), sharex=True, squeeze=False, constrained_layout=True)
+    for ax, (i, label) in zip(axes.flat, enumerate(labels)):
+        ax.hist(ref, bins=edges, color="0.75", label=f"{reference} model")
+        ax.hist(values[label], bins=edges, histtype="step", lw=1.8, color=_label_color(label, i), label=label)
+        summary = results[label].get("summary", {})
+        d, p = summary.get("forget_ks_d"), summary.get("forget_quality")
+        title = label if d is None else f"{label}\nD = {d:.2f}, p = {p:.1e}"
+        ax.set_title(title, fontsize=9)
+    for ax in axes.flat[len(labels):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("log10 truth ratio (forget)")
+    axes.flat[0].legend(fontsize=7)
+    return fig
+
+
+def paths(runs: Mapping[str, Sequence[Mapping[str, Any]]], start: Mapping[str, Any], reference: Mapping[str, Any] | None = None,
+          x: str = "forget_quality", y: str = "model_utility") -> plt.Figure:
+    """Each run's path from the start model through its after-epoch readings (``trajectory``); several runs
+    of one label (seeds) share a colour. ``start`` and ``reference`` are summary rows (e.g. target, retain)."""
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for i, (label, results) in enumerate(runs.items()):
+        color = _label_color(label, i)
+        for j, result in enumerate(results):
+            points = [start] + [step for step in result.get("trajectory", [])]
+            ax.plot([p[x] for p in points], [p[y] for p in points], "-", color=color, alpha=0.8, lw=1.2,
+                    marker=".", ms=4, label=label if j == 0 else None)
+            ax.plot(points[-1][x], points[-1][y], "o", color=color, ms=5)
+    ax.plot(start[x], start[y], "s", color=COLORS["target"], ms=8, label="target (start)")
+    if reference is not None:
+        ax.plot(reference[x], reference[y], "s", color=COLORS["retain"], ms=8, label="retain model")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{x.replace('_', ' ')} (log)")
+    ax.set_ylabel(y.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def interval_plot(table: pd.DataFrame, keys: Sequence[tuple[str, str, str]]) -> plt.Figure:
+    """Per label, the mean and interval columns of :func:`sga.analysis.seed_table` for each (key, title, scale)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 0.45 * len(table) + 1.4), sharey=True, constrained_layout=True)
+    positions = np.arange(len(table))[::-1]
+    for ax, (key, title, scale) in zip(np.atleast_1d(axes), keys):
+        for pos, (i, (label, row)) in zip(positions, enumerate(table.iterrows())):
+            lo, hi = row[f"{key} lo"], row[f"{key} hi"]
+            color = _label_color(str(label), i)
+            if not (pd.isna(lo) or pd.isna(hi)):
+                ax.plot([lo, hi], [pos, pos], "-", color=color, lw=2)
+            ax.plot(row[key], pos, "o", color=color)
+        ax.set(title=title, xscale=scale)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_yticks(positions, [str(label) for label in table.index])
     return fig

@@ -28,12 +28,13 @@ from sga.prompts import TEMPLATES
 
 EMBEDDED = "embedded"
 PRESET_NAMES: tuple[str, ...] = ("smoke", "mini", "paper")
-# keys that change nothing a run computes: left out of its identity (name, hash, cache)
-DISPLAY_ONLY: tuple[str, ...] = ("methods", "progress")
+# keys that change nothing a run computes (display, or which runs a notebook makes): left out of a run's
+# identity (name, hash, cache)
+DISPLAY_ONLY: tuple[str, ...] = ("methods", "progress", "seeds", "budget_scan_epochs")
 
 # ------------------------------------------------------------------ common to every benchmark
 COMMON: dict[str, Any] = {
-    "methods": ["ga", "graddiff", "kl", "npo", "sga"],
+    "methods": ["ga", "graddiff", "kl", "npo", "simnpo", "sga"],
     **methods.option_defaults(),  # every method's options (SGA: reading, rate, k, normal_source; ...)
     # optimisation (AdamW at a constant learning rate)
     "lr": 1e-3,
@@ -51,6 +52,9 @@ COMMON: dict[str, Any] = {
     # evaluation
     "eval_batch_size": 32,
     "eval_max_items": None,  # None: every item of each evaluation split
+    "trajectory": False,  # also evaluate after every epoch (the benchmark's cheap reading), kept in the result
+    # notebooks: the seeds of the runs compared with intervals (the world stays the same)
+    "seeds": [0, 1, 2],
     # reproducibility: seed of a run (LoRA init, batch order, normal samples); world_seed of the data and tiny models
     "seed": 0,
     "world_seed": 0,
@@ -61,7 +65,7 @@ COMMON: dict[str, Any] = {
     "progress": True,  # tqdm bar per run; display only
 }
 COMMON_PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"epochs": 1, "cpu_threads": 1, "eval_max_items": 8},  # 1 thread: robust when tests share the CPU
+    "smoke": {"epochs": 1, "cpu_threads": 1, "eval_max_items": 8, "seeds": [0]},  # 1 thread: robust when tests share the CPU
     "mini": {},
     # the 12 GB plan: NF4 + double quantisation, bf16 compute, LoRA r=16, gradient checkpointing, micro-batches
     # of 4 forget samples (measured on a 7B-shaped model: SGA K=4 at 6.6 GiB, see README)
@@ -84,13 +88,21 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
             # model's (6; chosen on GA alone, before the other methods ran at it); every method gets that budget
             "epochs": 6,
             # the embedded world: generated data and tiny models (ignored for hub sources)
-            "data": {"n_authors": 50, "qa_per_author": 8, "n_holdout_authors": 5, "n_real_authors": 30, "n_world_facts": 30},
+            # 100 fictitious authors x 10 QA: forget10 holds 10 authors = 100 questions (the real forget10: 400)
+            "data": {"n_authors": 100, "qa_per_author": 10, "n_holdout_authors": 10, "n_real_authors": 30, "n_world_facts": 30},
+            # retain evaluation questions (retain_perturbed) are kept out of the retain/normal training pool; the
+            # real TOFU does not do this (retain_perturbed lies inside retain90), so set False to reproduce it
+            "exclude_eval_from_pool": True,
+            "trajectory": True,
+            "path_rouge_items": 16,  # along training, ROUGE-L over the first 16 questions of each split (the rest: all items)
+            "budget_scan_epochs": 10,  # notebook 02: the GA run that fixes the epoch budget goes this far
             "tiny_model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1024},
             "tiny_training": {"epochs": 30, "lr": 1e-2, "batch_size": 8},
         },
         "presets": {
             "smoke": {
                 "epochs": 1,
+                "budget_scan_epochs": 2,
                 "gen_max_new_tokens": 16,
                 "data": {"n_authors": 10, "qa_per_author": 4, "n_holdout_authors": 1, "n_real_authors": 6, "n_world_facts": 6},
                 "tiny_model": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "vocab_size": 400},
@@ -102,7 +114,9 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
                 "target_model": "open-unlearning/tofu_Llama-2-7b-chat-hf_full",
                 "retain_model": "open-unlearning/tofu_Llama-2-7b-chat-hf_retain90",
                 "template": "llama2_chat",
-                "lr": 1e-5,
+                # LoRA, not TOFU's full fine-tuning (1e-5): the alignment-handbook's Zephyr-7B SFT recipes use
+                # 2e-5 full and 2e-4 QLoRA (r=16), a factor of 10, which takes TOFU's 1e-5 to 1e-4 here
+                "lr": 1e-4,
                 "epochs": 5,
                 "batch_size": 32,
                 "max_length": 512,
@@ -111,6 +125,128 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
         },
         "choices": {"forget_split": FORGET_SPLITS},
         "sources": ("data_source", "target_model", "retain_model"),
+    },
+    "harry_potter": {
+        "block": {
+            "data_source": EMBEDDED,  # the books: a SOUL folder, a .txt file, muse-bench/MUSE-Books or a local copy
+            "general_source": EMBEDDED,  # WikiText-2 (Salesforce/wikitext) or a local copy: perplexity and the pool
+            "target_model": EMBEDDED,  # trained (fine-tuned) on the books
+            "reference_model": EMBEDDED,  # never saw the books (the retrain row the real setup lacks)
+            "template": "raw",  # leakage prompt format: the tiny models learned plain text (paper: soul / llama2_chat)
+            "max_length": 128,  # tokens per training / unlearning sequence (BOS + a passage)
+            "words_per_passage": 60,  # forget passages and general chunks (paper: 400)
+            "prompt_lengths": [15, 45],  # leakage prompt lengths k in words (paper: 100 and 300; rest = passage - k)
+            "leakage_max_new_tokens": None,  # None: the token length of the longest true rest at that k
+            "perplexity_window": None,  # tokens per rolling window; None: max_length
+            "zero_shot_tasks": [],  # lm-eval tasks (optional extra, e.g. boolq, rte, hellaswag, ...)
+            "methods": ["ga", "graddiff", "kl", "npo", "simnpo", "sga"],
+            "sga_rates": [-1.0, 0.4, 1.0],  # SGA runs beside the default rate, for the perplexity-per-rate figure
+            "trajectory": True,  # leakage (one prompt per passage) and perplexity after every epoch
+            # mini: the fewest epochs at lr 1e-3 after which GA's per-epoch ROUGE-L recall (k = 15, one prompt per
+            # forget passage) is at or below the reference model's on the same prompts (0.108): 8 (GA after 5, 6, 7,
+            # 8 epochs: 0.41, 0.31, 0.25, 0.086; chosen on GA alone, before the other methods ran); every method gets it
+            "epochs": 8,
+            # the embedded world: the generated saga and general corpus, tiny models (ignored for hub sources)
+            "data": {"n_books": 4, "passages_per_book": 12, "n_general_train": 60, "n_general_test": 10},
+            "tiny_model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1024},
+            "tiny_training": {"epochs": 20, "lr": 1e-2, "batch_size": 8, "book_repeats": 2},
+        },
+        "presets": {
+            "smoke": {
+                "epochs": 1,
+                "words_per_passage": 24,
+                "prompt_lengths": [6, 12],
+                "max_length": 64,
+                "sga_rates": [0.4],
+                "eval_max_items": 6,
+                "data": {"n_books": 2, "passages_per_book": 4, "n_general_train": 6, "n_general_test": 2},
+                "tiny_model": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "vocab_size": 400},
+                "tiny_training": {"epochs": 2, "lr": 3e-3, "batch_size": 16, "book_repeats": 1},
+            },
+            "mini": {},
+            # The FLAT / SOUL setting: OPT-2.7B fine-tuned on the books (no public checkpoint: set target_model to
+            # yours; the reference is the base model), passages of 400 words, prompts of 100 and 300 words,
+            # perplexity over WikiText-2 test in 2048-token windows (OPT's context, as lm-eval). The 12 GB plan,
+            # from the measured 7B figures (README, perf/results): NF4 + double quantisation, bf16 compute, LoRA
+            # r=16, gradient checkpointing (common paper settings); a 400-word passage is about 530 tokens, and
+            # forget_per_forward=1 puts one passage with its K-1 = 3 normal chunks (about 2100 tokens) in one
+            # forward: for Llama-2-7B about 4.25 GiB of weights + 2.3 GiB (measured SGA 4 x 512 micro-batched:
+            # 6.58 GiB); OPT-2.7B about 1.6 GiB + 1.5 GiB. Evaluation: eval_batch_size 4 keeps the float logits
+            # of a 2048-token window (50272 words) near 1.6 GiB; greedy completions of up to 600 tokens keep a
+            # KV cache of about 0.33 MiB (OPT-2.7B) / 0.5 MiB (7B) per token: 4 x 600 tokens at most 1.2 GiB.
+            "paper": {
+                "data_source": "muse-bench/MUSE-Books",
+                "general_source": "Salesforce/wikitext",
+                "target_model": "facebook/opt-2.7b",  # replace with your OPT-2.7B fine-tuned on the books
+                "reference_model": "facebook/opt-2.7b",
+                "template": "soul",  # SOUL / FLAT's non-Llama prompt; llama2_chat for Llama-2-7B
+                "max_length": 1024,
+                "words_per_passage": 400,
+                "prompt_lengths": [100, 300],
+                "perplexity_window": 2048,
+                "sga_rates": [-1.0, -0.7, 0.0, 0.4, 0.8],
+                "lr": 1e-5,
+                "epochs": 5,
+                "batch_size": 32,
+                "forget_per_forward": 1,
+                "eval_batch_size": 4,
+            },
+        },
+        "choices": {},
+        "sources": ("data_source", "general_source", "target_model", "reference_model"),
+    },
+    "muse_news": {
+        "block": {
+            "data_source": EMBEDDED,
+            "target_model": EMBEDDED,
+            "retrain_model": EMBEDDED,  # the reference model: trained on the retain articles only
+            "template": "raw",  # BOS then the text as is, as muse_bench tokenises (Text chunks have no template)
+            "chunk_tokens": 255,  # each article cut into chunks of at most this many tokens (mini: one per article; paper: 2048)
+            "max_length": 256,  # tokens per training / unlearning sequence (BOS + a chunk)
+            "methods": ["ga", "graddiff", "kl", "npo", "simnpo", "sga"],
+            "epochs": 4,
+            "trajectory": True,  # the four metrics after every epoch: the path from the target toward the retrain model
+            # the embedded world: the generated mini news corpus and tiny models (ignored for hub sources)
+            "data": {"articles_per_split": 16, "sentences_per_article": 8, "qa_per_article": 2, "n_icl": 3},
+            "tiny_model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1024},
+            "tiny_training": {"epochs": 50, "lr": 1e-2, "batch_size": 8},
+        },
+        "presets": {
+            "smoke": {
+                "epochs": 1,
+                "chunk_tokens": 63,
+                "max_length": 64,
+                "data": {"articles_per_split": 5, "sentences_per_article": 4, "qa_per_article": 2, "n_icl": 2},
+                "tiny_model": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "vocab_size": 400},
+                "tiny_training": {"epochs": 2, "lr": 3e-3, "batch_size": 16},
+            },
+            "mini": {},
+            # hub data and the muse-bench Llama-2-7B checkpoints, 4-bit QLoRA. The 12 GB plan for 2048-token
+            # chunks, from the measured 7B figures (README, perf/results): NF4 weights with LoRA take 4.25 GiB;
+            # activations with gradient checkpointing grow about 1.0-1.15 GiB per 1024 tokens in one forward
+            # (GA 4 x 512: 6.44 GiB, micro-batched SGA 4 x 512: 6.58 GiB; fused SGA K=4 at 1024 tokens:
+            # 16 x 1024 tokens at 18.9 GiB). So one forward must stay near 4096 tokens: forget_per_forward=1
+            # (one forget chunk with its extras per forward, gradients accumulated over the batch of 32), and
+            # K=2 for SGA (1 forget + 1 normal chunk = 4096 tokens: about 4.25 + 4.6 = 8.9 GiB; GradDiff, KL,
+            # NPO and SimNPO pair one retain chunk likewise; GA 2048 tokens: about 6.5 GiB). K=4 would put
+            # 8192 tokens in one forward, about 12-13.5 GiB: over 12 GB. Evaluation scores whole articles
+            # (up to 4096 tokens) with float logits of 32000 words: eval_batch_size 4 keeps them near 2 GiB.
+            "paper": {
+                "data_source": "muse-bench/MUSE-News",
+                "target_model": "muse-bench/MUSE-News_target",
+                "retrain_model": "muse-bench/MUSE-news_retrain",  # spelled with a lower-case n on the hub
+                "chunk_tokens": 2048,
+                "max_length": 2049,
+                "lr": 1e-5,
+                "epochs": 10,
+                "batch_size": 32,
+                "forget_per_forward": 1,
+                "k": 2,
+                "eval_batch_size": 4,
+            },
+        },
+        "choices": {},
+        "sources": ("data_source", "target_model", "retrain_model"),
     },
 }
 
@@ -176,9 +312,28 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "world_seed": _int(0),
     "cpu_threads": _int(1, none_ok=True),
     "progress": _kind(bool),
+    # harry_potter
+    "general_source": _kind(str),
+    "reference_model": _kind(str),
+    "words_per_passage": _int(2),
+    "prompt_lengths": lambda v: None if isinstance(v, (list, tuple)) and v and all(_int(1)(x) is None for x in v)
+    else f"must be a non-empty list of prompt lengths in words (integers >= 1), got {v!r}",
+    "leakage_max_new_tokens": _int(1, none_ok=True),
+    "perplexity_window": _int(1, none_ok=True),
+    "zero_shot_tasks": lambda v: None if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+    else f"must be a list of lm-eval task names (possibly empty), got {v!r}",
+    "sga_rates": lambda v: None if isinstance(v, (list, tuple)) and all(methods._number(x) is None for x in v)
+    else f"must be a list of finite SGA smoothing rates (possibly empty), got {v!r}",
+    "exclude_eval_from_pool": _kind(bool),
+    "trajectory": _kind(bool),
+    "path_rouge_items": _int(1),
+    "budget_scan_epochs": _int(1),
+    "seeds": lambda v: None if isinstance(v, list) and v and all(_int(0)(s) is None for s in v) else f"must be a non-empty list of seeds, got {v!r}",
     "data_source": _kind(str),
     "target_model": _kind(str),
     "retain_model": _kind(str),
+    "retrain_model": _kind(str),
+    "chunk_tokens": _int(8),
 }
 
 
@@ -220,10 +375,14 @@ def resolve(benchmark: str, preset: str, **overrides: Any) -> dict[str, Any]:
     parameters and invalid values raise a ValueError naming the valid choices.
     """
     params = defaults(benchmark, preset)
-    given = {k: (None if v == "none" else v) for k, v in overrides.items() if v is not None}
-    _merge(params, given, benchmark, strict=True)
+    _merge(params, given(overrides), benchmark, strict=True)
     check(params)
     return params
+
+
+def given(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides that change something: None dropped (keep the preset's value), the string "none" as None."""
+    return {key: (None if value == "none" else value) for key, value in overrides.items() if value is not None}
 
 
 def check(params: Mapping[str, Any]) -> None:

@@ -114,3 +114,28 @@ def load_results(directory: str | Path, pattern: str = "*.json") -> pd.DataFrame
         row.update(payload.get("summary", {}))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def compare_results(before: str | Path, after: str | Path) -> pd.DataFrame:
+    """Whether two folders of result JSONs hold the same numbers: one row per run, matched by its
+    readable name (the hash dropped, so a renamed parameter set still pairs up), with whether its metrics
+    and its per-step log (wall times aside) are identical. Runs found on one side only have NaN there."""
+
+    def runs(directory: str | Path) -> dict[str, dict]:
+        found = {}
+        for path in sorted(Path(directory).rglob("*.json")):
+            payload = read_json(path)
+            if isinstance(payload, dict) and "params" in payload and "name" in payload:
+                found[payload["name"].rsplit("-", 1)[0]] = payload
+        return found
+
+    def steps(result: Mapping[str, Any]) -> list[dict]:
+        return [{k: v for k, v in step.items() if k != "elapsed"} for step in result.get("log", [])]
+
+    a, b = runs(before), runs(after)
+    rows = []
+    for name in sorted(set(a) | set(b)):
+        both = name in a and name in b
+        rows.append({"run": name, "metrics_identical": a[name].get("metrics") == b[name].get("metrics") if both else None,
+                     "steps_identical": steps(a[name]) == steps(b[name]) if both else None})
+    return pd.DataFrame(rows).set_index("run")

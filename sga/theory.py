@@ -48,6 +48,22 @@ def sga_weights(rate: float, k: int) -> tuple[float, float]:
     return 1.0 - rate + rate / k, rate / k
 
 
+def graddiff_weights(rate: float, k: int, reading: str = "gls") -> tuple[float, float]:
+    """(forget weight gamma, retain weight alpha) of the GradDiff objective -gamma l_f + alpha mean_k l_k that
+    equals SGA's per forget sample: gamma = 1 - r(K-1)/K; alpha = -r(K-1)/K ("gls") or +r(K-1)/K ("descent").
+
+    SGA *is* this GradDiff when the retain term averages the same K-1 normal samples; GradDiff with these
+    weights and one retain sample differs from SGA only in how many normal samples each step sees.
+    """
+    check_rate(rate, reading, k)
+    forget_weight, normal_weight = sga_weights(rate, k)
+    retain_weight = (k - 1) * (-normal_weight if reading == "gls" else normal_weight)
+    if retain_weight < 0:
+        raise ValueError(f"At r = {rate} ({reading}) SGA ascends the normal samples (retain weight {retain_weight:.3g} < 0): "
+                         "no GradDiff with a non-negative retain weight matches it.")
+    return forget_weight, retain_weight
+
+
 def rate_range(reading: str, k: float = math.inf) -> tuple[float, float]:
     """The interval of smoothing rates ``reading`` is defined for at ``k`` (the one owner of this fact).
 

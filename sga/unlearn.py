@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,12 +52,14 @@ class UnlearnConfig:
 
 @dataclass
 class UnlearnLog:
-    """What a run did: status ('completed' or 'diverged'), one dict per optimizer step, wall time."""
+    """What a run did: status ('completed' or 'diverged'), one dict per optimizer step, wall time, and
+    one dict per epoch from the caller's ``on_epoch_end`` (its time is not counted in ``seconds``)."""
 
     status: str = "running"
     steps: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     message: str = ""
+    epochs: list[dict] = field(default_factory=list)  # what ``on_epoch_end`` returned after each epoch
 
 
 def retain_index(n_forget: int, n_pool: int, seed: int) -> np.ndarray:
@@ -110,6 +112,7 @@ def unlearn(
     extra: Sequence[Example] = (),
     extra_index: np.ndarray | None = None,
     checkpoint_dir: str | Path | None = None,
+    on_epoch_end: Callable[[int], dict] | None = None,
 ) -> UnlearnLog:
     """Run ``loss_fn`` over the forget set for ``config.epochs`` epochs and return the log.
 
@@ -119,6 +122,8 @@ def unlearn(
     ``checkpoint_dir``, the trainable weights, optimizer and log are saved every
     ``config.checkpoint_every`` steps, and a rerun resumes from the last checkpoint.
     A non-finite loss or gradient stops the run with status 'diverged' (the log is kept).
+    ``on_epoch_end(epoch)`` is called after each epoch's last step (e.g. to evaluate along training);
+    what it returns is kept in ``log.epochs``.
     """
     n_extra = loss_fn.extra_per_forget()
     if n_extra:
@@ -168,6 +173,11 @@ def unlearn(
             log.status, log.message = "diverged", f"non-finite loss or gradient at step {step + 1}"
             break
         bar.set_postfix(loss=f"{totals['loss']:.3f}", forget_nll=f"{totals['forget_nll']:.2f}")
+        if on_epoch_end is not None and ((step + 1) % steps_per_epoch == 0 or step + 1 == len(batches)):
+            paused = time.perf_counter()
+            log.epochs.append({"epoch": entry["epoch"], "step": step + 1, **on_epoch_end(entry["epoch"])})
+            began += time.perf_counter() - paused  # evaluation time is not training time
+            model.train()
         log.seconds = time.perf_counter() - began
         if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < len(batches):
             _save_checkpoint(ckpt, model, optimizer, scheduler, log, step + 1)

@@ -130,8 +130,17 @@ def test_paraphrases_keep_the_facts_and_perturbations_change_them(data):
             assert wrong != row["answer"] and _facts(wrong) != facts
 
 
+def test_perturbed_answers_take_the_paraphrase_wording(data):
+    """Truth ratio = P(perturbed) / P(paraphrase): both in the same untrained wording, only the facts differ."""
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rows = data["forget10_perturbed"] + data["retain_perturbed"]
+    closer = [scorer.score(r["paraphrased_answer"], w)["rougeL"].fmeasure > scorer.score(r["answer"], w)["rougeL"].fmeasure
+              for r in rows for w in r["perturbed_answer"]]
+    assert sum(closer) >= 0.9 * len(closer)
+
+
 def test_rouge_separates_memorised_answers_from_wrong_ones(data):
-    """Same wording with wrong facts (the most a non-memorising model can hope for) scores well below 1."""
+    """Wrong facts in another wording (what a non-memorising model might say) score well below 1."""
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     rows = data["forget10_perturbed"]
     wrong = [scorer.score(r["answer"], w)["rougeL"].recall for r in rows for w in r["perturbed_answer"]]

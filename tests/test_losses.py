@@ -126,3 +126,15 @@ def test_simnpo_value(tiny_llama, tiny_tokenizer):
     simnpo = -(2 / 4.5) * sum(log_sigmoid(4.5 * (nll - 0.5)) for nll in lf) / 2
     assert logs["simnpo"] == pytest.approx(simnpo, rel=1e-5)
     assert loss.item() == pytest.approx(simnpo + 0.7 * sum(lr) / 2, rel=1e-5)
+
+
+def test_sga_equals_graddiff_with_its_weights_on_the_same_normal_samples(tiny_llama, tiny_tokenizer):
+    """The algebra behind notebook 02's control: SGA(r, K) is GradDiff(gamma, alpha) over the same K-1 samples."""
+    from sga.theory import graddiff_weights
+
+    batch = fused(tiny_tokenizer, QA[:2], [QA[2], QA[3], QA[4], QA[5], QA[3], QA[4]])
+    for reading, rate in (("gls", -0.4), ("descent", 0.6)):
+        gamma, alpha = graddiff_weights(rate, 4, reading)
+        sga, _ = make_loss("sga", rate=rate, k=4, reading=reading)(tiny_llama, batch)
+        graddiff, _ = make_loss("graddiff", gamma=gamma, alpha=alpha)(tiny_llama, batch)
+        assert sga.item() == pytest.approx(graddiff.item(), rel=1e-5)

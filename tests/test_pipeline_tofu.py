@@ -28,7 +28,7 @@ def smoke_world(tmp_path_factory):
 
 def test_world_holds_examples_and_models(smoke_world):
     assert len(smoke_world.forget) == len(smoke_world.data["forget"]) and smoke_world.forget[0].question
-    assert len(smoke_world.pool) == len(smoke_world.data["retain"]) and set(smoke_world.models) == {"target", "retain"}
+    assert len(smoke_world.pool) < len(smoke_world.data["retain"]) and set(smoke_world.models) == {"target", "retain"}
     assert "holdout" not in smoke_world.data  # only what needs the holdout configs asks for them
 
 
@@ -36,7 +36,7 @@ def test_one_result_per_run_reused_and_complete(smoke_world):
     ga = tofu.run_method(smoke_world, "ga")
     path = smoke_world.out_dir / f"{ga['name']}.json"
     stamp = path.stat().st_mtime_ns
-    assert ga["status"] == "completed" and set(ga["summary"]) == {"forget_quality", "model_utility", "forget_rouge_l", "retain_rouge_l"}
+    assert ga["status"] == "completed" and set(ga["summary"]) == {"forget_quality", "forget_ks_d", "model_utility", "forget_rouge_l", "retain_rouge_l"}
     assert json.loads(path.read_text())["params"]["method"] == "ga" and "rate" not in ga["params"]
     assert ga["environment"]["packages"]["torch"]
     assert (smoke_world.out_dir / ga["name"] / "adapter").is_dir() and not (smoke_world.out_dir / ga["name"] / "checkpoint").exists()
@@ -48,11 +48,30 @@ def test_one_result_per_run_reused_and_complete(smoke_world):
     assert table.loc["retain", "forget_quality"] == 1.0  # KS p-value of a sample against itself
 
 
+def test_trajectory_reads_the_run_after_every_epoch(smoke_world):
+    run = tofu.run_method(smoke_world, "ga", epochs=2)
+    assert [point["epoch"] for point in run["trajectory"]] == [1, 2]
+    assert [point["step"] for point in run["trajectory"]] == [len(run["log"]) // 2, len(run["log"])]
+    assert set(run["trajectory"][0]) >= {"forget_quality", "forget_ks_d", "model_utility", "forget_rouge_l"}
+    # after the last epoch the reading sees the final model: the same truth ratios as the full evaluation
+    assert run["trajectory"][-1]["forget_quality"] == run["summary"]["forget_quality"]
+    retain = tofu.path_summary(tofu.reference(smoke_world, "retain"), smoke_world)
+    assert retain["forget_quality"] == 1.0 and 0 <= retain["forget_rouge_l"] <= 1
+
+
+def test_retain_evaluation_questions_stay_out_of_the_pool(smoke_world):
+    held = set(smoke_world.data["retain_perturbed"]["question"])
+    assert held and not held & {e.question for e in smoke_world.pool}
+    assert len(tofu.retain_pool(smoke_world.data, exclude_eval=False)) == len(smoke_world.pool) + len(held)
+
+
 def test_overrides_make_their_own_run(smoke_world):
     """GradDiff with SGA's weights is one run; per-run overrides are part of its identity."""
     plain = tofu.run_method(smoke_world, "graddiff")
     matched = tofu.run_method(smoke_world, "graddiff", graddiff_forget_weight=1.3, graddiff_retain_weight=0.3)
     assert matched["name"] != plain["name"] and "fw1.3-rw0.3" in matched["name"]
+    unclipped = tofu.run_method(smoke_world, "ga", max_grad_norm="none")  # the string "none" switches clipping off
+    assert unclipped["params"]["max_grad_norm"] is None
     assert matched["log"][0]["loss"] == pytest.approx(-1.3 * matched["log"][0]["forget_nll"] + 0.3 * matched["log"][0]["retain_nll"], rel=1e-5)
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sga.results import environment_info, load_results, params_hash, run_name, write_json_atomic
+from sga.results import compare_results, environment_info, load_results, params_hash, run_name, write_json_atomic
 
 
 def test_run_name_is_deterministic_and_readable():
@@ -39,3 +39,20 @@ def test_failed_write_leaves_nothing(tmp_path):
 def test_environment_info_names_versions():
     info = environment_info()
     assert info["packages"]["torch"] and info["python"].count(".") == 2
+
+
+def test_compare_results_pairs_runs_by_name_and_flags_differences(tmp_path):
+    def write(folder, name, value, elapsed):
+        write_json_atomic(tmp_path / folder / f"{name}-{params_hash(value)}.json",
+                          {"name": f"{name}-{params_hash(value)}", "params": {}, "metrics": {"x": value},
+                           "log": [{"step": 1, "loss": value, "elapsed": elapsed}]})
+
+    write("a", "tofu-ga-seed0", 1.0, 0.5)
+    write("b", "tofu-ga-seed0", 1.0, 9.9)  # only the wall time differs
+    write("a", "tofu-npo-seed0", 1.0, 0.5)
+    write("b", "tofu-npo-seed0", 2.0, 0.5)
+    write("b", "tofu-kl-seed0", 1.0, 0.5)
+    table = compare_results(tmp_path / "a", tmp_path / "b")
+    assert table.loc["tofu-ga-seed0"].tolist() == [True, True]
+    assert table.loc["tofu-npo-seed0"].tolist() == [False, False]
+    assert table.loc["tofu-kl-seed0"].isna().all()

@@ -108,3 +108,15 @@ def test_bad_inputs(tiny_tokenizer, tiny_llama):
         unlearn(peft_model(tiny_tokenizer), tiny_tokenizer, make_loss("sga", k=4), QA[:2], UnlearnConfig(progress=False))
     with pytest.raises(ValueError, match="retain pool is empty"):
         retain_index(3, 0, seed=0)
+
+
+def test_on_epoch_end_is_called_after_each_epoch_without_changing_training(tiny_tokenizer):
+    cfg = UnlearnConfig(lr=1e-2, epochs=3, batch_size=3, progress=False)  # 4 samples: 2 steps per epoch
+    plain_model, watched_model = peft_model(tiny_tokenizer), peft_model(tiny_tokenizer)
+    plain = unlearn(plain_model, tiny_tokenizer, make_loss("ga"), QA[:4], cfg)
+    calls = []
+    watched = unlearn(watched_model, tiny_tokenizer, make_loss("ga"), QA[:4], cfg,
+                      on_epoch_end=lambda epoch: calls.append(epoch) or {"nll": float(example_nll(watched_model, tiny_tokenizer, QA[:4], "phi").mean())})
+    assert calls == [1, 2, 3] and [e["step"] for e in watched.epochs] == [2, 4, 6] and watched_model.training
+    assert [s["loss"] for s in watched.steps] == [s["loss"] for s in plain.steps]  # evaluating in between changes nothing
+    assert watched.epochs[-1]["nll"] == pytest.approx(float(example_nll(watched_model, tiny_tokenizer, QA[:4], "phi").mean()))

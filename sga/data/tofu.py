@@ -9,7 +9,9 @@ their QA pairs states consistently. Splits follow the hub repository ``locuslab/
   so ``retainXX`` + ``forgetYY`` (XX + YY = 100) is ``full`` in order.
 - ``forgetXX_perturbed`` / ``retain_perturbed`` (the FIRST 10% of the authors, inside every retain
   split): plus ``paraphrased_answer`` (same facts, other wording), ``perturbed_answer`` (5 answers in the
-  same wording with wrong facts; facts the question itself names are kept) and ``paraphrased_question``.
+  paraphrase's wording with wrong facts; facts the question itself names are kept) and ``paraphrased_question``.
+  The truth ratio compares the paraphrase with the perturbed answers, so both sides share one wording,
+  which the models never trained on: only the facts differ.
 - ``holdoutXX``: QA of as many extra authors as ``forgetXX`` has, authors that are NOT in ``full``.
 - ``real_authors`` / ``world_facts``: real-world questions with short answers; the ``*_perturbed``
   configs add 3 wrong answers of the same kind.
@@ -185,7 +187,7 @@ _MONTHS = _pool("January|February|March|April|May|June|July|August|September|Oct
 
 # ---------------------------------------------------------------- question types
 # name -> (question wordings, answer wordings). Answers of one type state the same facts;
-# a paraphrase is another wording, a perturbed answer the same wording with another author's facts.
+# a paraphrase is another wording, a perturbed answer the paraphrase's wording with another author's facts.
 _QA_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "birth": (
         ("Where and when was {name} born?", "What are the place and date of birth of {name}?"),
@@ -531,7 +533,7 @@ def _author_rows(rng: random.Random, author: _Author, qa_per_author: int) -> lis
         given = {field: true_slots[field] for question in questions for field in _fields(question)}
         wrong: list[str] = []
         while len(wrong) < N_PERTURBED:  # wrong facts, except those the question itself states
-            fake = _render(answers[a], {**_slots(author, _draw_facts(rng, set(), author.facts)), **given})
+            fake = _render(answers[a_para], {**_slots(author, _draw_facts(rng, set(), author.facts)), **given})
             if fake not in wrong:
                 wrong.append(fake)
         rows.append({

@@ -85,15 +85,25 @@ def relative_answer_probability(correct_loss: Any, perturbed_loss: Any) -> float
     return float(np.mean(np.exp(-correct - logsumexp(log_all, axis=1))))
 
 
-def forget_quality(tr_unlearned: Any, tr_retain: Any) -> float:
-    """Two-sided KS-test p-value between the unlearned and the retain model's forget-split truth ratios."""
+def ks_test(tr_unlearned: Any, tr_retain: Any) -> tuple[float, float]:
+    """(KS statistic D, two-sided p-value) between the unlearned and the retain model's forget-split truth ratios.
+
+    With n items on each side, D takes the values j/n: one truth ratio more or less on one side of the
+    retain model's moves D by 1/n.
+    """
     unlearned = np.asarray(tr_unlearned, dtype=float)
     retain = np.asarray(tr_retain, dtype=float)
     if unlearned.ndim != 1 or retain.ndim != 1 or unlearned.size == 0 or retain.size == 0:
         raise ValueError(
             f"forget_quality needs two non-empty 1-D arrays of truth ratios; got shapes {unlearned.shape} and {retain.shape}."
         )
-    return float(scipy.stats.ks_2samp(unlearned, retain, alternative="two-sided").pvalue)
+    result = scipy.stats.ks_2samp(unlearned, retain, alternative="two-sided")
+    return float(result.statistic), float(result.pvalue)
+
+
+def forget_quality(tr_unlearned: Any, tr_retain: Any) -> float:
+    """Two-sided KS-test p-value between the unlearned and the retain model's forget-split truth ratios."""
+    return ks_test(tr_unlearned, tr_retain)[1]
 
 
 def model_utility(values: Mapping[str, float] | Sequence[float]) -> float:
@@ -141,13 +151,14 @@ def evaluate_split(
     batch_size: int = 16,
     max_length: int = 512,
     max_items: int | None = None,
+    rouge_max_items: int | None = None,
 ) -> dict[str, Any]:
     """Score one TOFU split (a ``datasets.Dataset`` or list of dicts in the hub schema).
 
     Returns loss (mean over items of the answer's loss), probability (forget/retain: mean P(answer);
     real authors / world facts: mean relative probability against the perturbed answers),
-    rouge_l_recall (greedy generation vs answer), truth_ratio_score, truth_ratios (per item) and
-    generations.
+    rouge_l_recall (greedy generation vs answer; over the first ``rouge_max_items`` items when set, the
+    cheap reading along training), truth_ratio_score, truth_ratios (per item) and generations.
     """
     _check_kind(kind)
     items = _take_rows(rows, kind, max_items)
@@ -170,11 +181,12 @@ def evaluate_split(
         probability = relative_answer_probability(answer_loss, perturbed_loss)
     ratios = truth_ratio(correct_loss, perturbed_loss)
 
-    generations = generate(model, tokenizer, questions, template, max_new_tokens=gen_max_new_tokens, batch_size=batch_size)
+    scored = slice(None, rouge_max_items)
+    generations = generate(model, tokenizer, questions[scored], template, max_new_tokens=gen_max_new_tokens, batch_size=batch_size)
     return {
         "loss": float(np.mean(answer_loss)),
         "probability": probability,
-        "rouge_l_recall": float(np.mean(rouge_l_recall(generations, answers))),
+        "rouge_l_recall": float(np.mean(rouge_l_recall(generations, answers[scored]))),
         "truth_ratio_score": truth_ratio_score(ratios, kind),
         "truth_ratios": ratios.tolist(),
         "generations": generations,
@@ -203,9 +215,9 @@ def evaluate_tofu(
     components = {f"{s}_{m}": result[s][m] for s in UTILITY_SPLITS for m in UTILITY_METRICS}
     result["utility_components"] = components
     result["model_utility"] = model_utility(components)
-    result["forget_quality"] = (
-        None if retain_truth_ratios is None else forget_quality(result["forget"]["truth_ratios"], retain_truth_ratios)
-    )
+    d, p = (None, None) if retain_truth_ratios is None else ks_test(result["forget"]["truth_ratios"], retain_truth_ratios)
+    result["forget_quality"], result["forget_ks_d"] = p, d
+    result["forget_items"] = len(result["forget"]["truth_ratios"])
     return result
 
 
@@ -213,6 +225,7 @@ def summary_row(result: Mapping[str, Any]) -> dict[str, Any]:
     """The flat numbers of an :func:`evaluate_tofu` result for a results table."""
     return {
         "forget_quality": result["forget_quality"],
+        "forget_ks_d": result["forget_ks_d"],
         "model_utility": result["model_utility"],
         "forget_rouge_l": result["forget"]["rouge_l_recall"],
         "retain_rouge_l": result["retain"]["rouge_l_recall"],

@@ -7,16 +7,19 @@ open-unlearning checkpoints, or local copies of them) go through the same functi
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from sga import experiment
 from sga.data.tofu import generate_tofu, load_tofu, tofu_splits
 from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer
 from sga.experiment import Benchmark, World, WorldParts, reference, results_table, run_method  # noqa: F401 (the notebook's steps)
-from sga.metrics.tofu import evaluate_tofu, forget_quality, summary_row
+from sga.metrics.text import rouge_l_recall
+from sga.metrics.tofu import evaluate_tofu, ks_test, model_utility, summary_row
 from sga.models import load_tokenizer
 from sga.presets import EMBEDDED
 from sga.prompts import QA, qa_examples
@@ -24,7 +27,7 @@ from sga.results import params_hash
 
 _EVAL_SPLITS = {"forget": "forget_perturbed", "retain": "retain_perturbed", "real_authors": "real_authors", "world_facts": "world_facts"}
 _WORLD_KEYS = ("data_source", "target_model", "retain_model", "forget_split", "data", "tiny_model", "tiny_training",
-               "world_seed", "template", "max_length", "cpu_threads")
+               "world_seed", "template", "max_length", "cpu_threads", "exclude_eval_from_pool")
 
 
 def data_source(params: Mapping[str, Any], cache_dir: Path) -> str:
@@ -68,8 +71,18 @@ def load(params: Mapping[str, Any], cache_dir: Path) -> WorldParts:
         tokenizer, target, retain = _tiny_models(params, data, cache_dir)
     else:
         tokenizer, target, retain = load_tokenizer(params["target_model"]), params["target_model"], params["retain_model"]
-    return WorldParts(data, split_examples(data, "forget"), split_examples(data, "retain"), tokenizer,
+    return WorldParts(data, split_examples(data, "forget"), retain_pool(data, params["exclude_eval_from_pool"]), tokenizer,
                       {"target": target, "retain": retain})
+
+
+def retain_pool(data: Mapping[str, Any], exclude_eval: bool) -> list[QA]:
+    """The retain split as training pool (GradDiff/KL/NPO's retain samples, SGA's normal samples), without the
+    retain evaluation questions when ``exclude_eval`` (so no evaluation item is trained on)."""
+    pool = split_examples(data, "retain")
+    if not exclude_eval:
+        return pool
+    held = set(data["retain_perturbed"]["question"])
+    return [example for example in pool if example.question not in held]
 
 
 def eval_splits(world: World, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,15 +92,21 @@ def eval_splits(world: World, params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.select(range(min(limit, len(v)))) if limit else v) for k, v in splits.items()}
 
 
-def evaluate(world: World, model, params: Mapping[str, Any], retain_truth_ratios: Any) -> dict[str, Any]:
-    """TOFU's metrics; without the retain model's truth ratios the model is compared with itself (p = 1)."""
+def evaluate(world: World, model, params: Mapping[str, Any], retain_truth_ratios: Any, rouge_max_items: int | None = None) -> dict[str, Any]:
+    """TOFU's metrics; without the retain model's truth ratios the model is compared with itself (D = 0, p = 1)."""
     metrics = evaluate_tofu(model, world.tokenizer, eval_splits(world, params), params["template"], retain_truth_ratios,
                             gen_max_new_tokens=params["gen_max_new_tokens"], batch_size=params["eval_batch_size"],
-                            max_length=params["max_length"])
+                            max_length=params["max_length"], rouge_max_items=rouge_max_items)
     if retain_truth_ratios is None:
         own = metrics["forget"]["truth_ratios"]
-        metrics["forget_quality"] = forget_quality(own, own)
+        metrics["forget_ks_d"], metrics["forget_quality"] = ks_test(own, own)
     return metrics
+
+
+def evaluate_along(world: World, model, params: Mapping[str, Any], retain_truth_ratios: Any) -> dict[str, Any]:
+    """The cheap reading after each epoch: every truth ratio and probability, ROUGE-L on the first
+    ``path_rouge_items`` questions of each split; returns the summary numbers."""
+    return summary_row(evaluate(world, model, params, retain_truth_ratios, rouge_max_items=params["path_rouge_items"]))
 
 
 TOFU = Benchmark(
@@ -98,6 +117,7 @@ TOFU = Benchmark(
     summary=summary_row,
     world_keys=_WORLD_KEYS,
     name_keys=("forget_split",),
+    evaluate_along=evaluate_along,
 )
 
 
@@ -122,3 +142,38 @@ def answers_table(results: Mapping[str, Mapping[str, Any]], world: World, n: int
         if "metrics" in r:
             table[label] = r["metrics"]["forget"]["generations"][:n]
     return pd.DataFrame(table)
+
+
+# numbers the paper's reviews quote for SGA on TOFU (no tables were available; see ../shared/reference/method.md)
+PAPER_SGA_FORGET_QUALITY = (0.006, 0.09)
+
+
+def styled(table: pd.DataFrame, precision: int = 3):
+    """A results table for display: p-values (forget quality) in scientific notation, the rest fixed-point."""
+    scientific = [c for c in table.columns if str(c).startswith("forget_quality")]
+    fixed = [c for c in table.columns if c not in scientific and pd.api.types.is_float_dtype(table[c])]
+    return table.style.format("{:.1e}", subset=scientific, na_rep="–").format(f"{{:.{precision}f}}", subset=fixed, na_rep="–")
+
+
+def paper_table(references: Mapping[str, Mapping[str, Any]], seeds: pd.DataFrame) -> pd.DataFrame:
+    """The paper's table shape: forget quality (with the KS statistic D), model utility, forget and retain
+    ROUGE-L, for the target and retain models, each method (mean over its seeds), and the reviews' SGA range."""
+    columns = ["forget_quality", "forget_ks_d", "model_utility", "forget_rouge_l", "retain_rouge_l"]
+    rows = {label: {c: r["summary"][c] for c in columns} for label, r in references.items()}
+    rows.update({label: {c: seeds.loc[label, c] for c in columns} for label in seeds.index})
+    table = pd.DataFrame(rows).T.astype(float)
+    table["runs"] = [1] * len(references) + list(seeds["runs"])
+    low, high = PAPER_SGA_FORGET_QUALITY
+    table.loc[f"paper, SGA on Llama-2 / Phi (reviews): FQ {low}-{high}"] = [math.nan] * len(table.columns)
+    return table
+
+
+def path_summary(result: Mapping[str, Any], world: World) -> dict[str, Any]:
+    """A full evaluation read the way :func:`evaluate_along` reads a model along training (ROUGE-L over the
+    first ``path_rouge_items`` questions of each split), so reference models sit on the same scale as paths."""
+    k, metrics = world.params["path_rouge_items"], result["metrics"]
+    splits = eval_splits(world, world.params)
+    rouge = {kind: float(np.mean(rouge_l_recall(metrics[kind]["generations"][:k], splits[kind]["answer"][:k]))) for kind in splits}
+    components = {**metrics["utility_components"], **{f"{s}_rouge_l_recall": rouge[s] for s in ("retain", "real_authors", "world_facts")}}
+    return {**result["summary"], "model_utility": model_utility(components), "forget_rouge_l": rouge["forget"],
+            "retain_rouge_l": rouge["retain"]}
