@@ -115,7 +115,7 @@ def run_params(world: World, method_name: str, **overrides: Any) -> dict[str, An
     fixed = sorted(set(overrides) & set(world.benchmark.world_keys))
     if fixed:
         raise ValueError(f"{fixed} define the world (data and models); prepare a new world to change them.")
-    params = {**world.params, **presets.given(overrides)}
+    params = {**world.params, **presets.given(overrides, world.params)}
     unknown = sorted(set(params) - set(world.params))
     if unknown:
         raise ValueError(f"Unknown parameters {unknown}; valid ones: {sorted(world.params)}.")

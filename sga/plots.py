@@ -27,25 +27,6 @@ def save_figure(fig: plt.Figure, figures_dir: str | Path, notebook: int, name: s
     return path
 
 
-def quality_vs_utility(table: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Forget quality (log scale) against model utility, one labelled point per model."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for i, (label, row) in enumerate(table.iterrows()):
-        if pd.isna(row.get("forget_quality")) or pd.isna(row.get("model_utility")):
-            continue
-        marker = "s" if label in ("target", "retain") else "o"
-        ax.scatter(row["model_utility"], row["forget_quality"], marker=marker, s=50, color=model_color(str(label), i))
-        # alternate label sides so neighbouring points stay readable
-        ax.annotate(str(label), (row["model_utility"], row["forget_quality"]), textcoords="offset points",
-                    xytext=(6, 4) if i % 2 == 0 else (6, -12))
-    ax.set_yscale("log")
-    ax.set_xlabel("model utility (higher is better)")
-    ax.set_ylabel("forget quality, KS p-value (higher is better)")
-    ax.set_title(title or "Forget quality vs model utility")
-    ax.grid(alpha=0.3)
-    return fig
-
-
 def training_curves(results: Mapping[str, Mapping[str, Any]], title: str = "") -> plt.Figure:
     """Forget NLL, retain/normal NLL and gradient norm per step, one line per run with a log."""
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))

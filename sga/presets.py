@@ -85,8 +85,9 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
             "max_length": 128,
             "gen_max_new_tokens": 48,
             # mini: the fewest epochs at lr 1e-3 after which GA's forget ROUGE-L is at or below the retain
-            # model's (6; chosen on GA alone, before the other methods ran at it); every method gets that budget
-            "epochs": 6,
+            # model's (4 on this world: notebook 02 applies the rule to a GA run before any other method runs);
+            # every method gets that budget
+            "epochs": 4,
             # the embedded world: generated data and tiny models (ignored for hub sources)
             # 100 fictitious authors x 10 QA: forget10 holds 10 authors = 100 questions (the real forget10: 400)
             "data": {"n_authors": 100, "qa_per_author": 10, "n_holdout_authors": 10, "n_real_authors": 30, "n_world_facts": 30},
@@ -95,7 +96,7 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
             "exclude_eval_from_pool": True,
             "trajectory": True,
             "path_rouge_items": 16,  # along training, ROUGE-L over the first 16 questions of each split (the rest: all items)
-            "budget_scan_epochs": 10,  # notebook 02: the GA run that fixes the epoch budget goes this far
+            "budget_scan_epochs": 6,  # notebook 02: the GA run that fixes the epoch budget goes this far
             "tiny_model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1024},
             "tiny_training": {"epochs": 30, "lr": 1e-2, "batch_size": 8},
         },
@@ -204,8 +205,9 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
             "chunk_tokens": 255,  # each article cut into chunks of at most this many tokens (mini: one per article; paper: 2048)
             "max_length": 256,  # tokens per training / unlearning sequence (BOS + a chunk)
             "methods": ["ga", "graddiff", "kl", "npo", "simnpo", "sga"],
-            "epochs": 4,
-            "trajectory": True,  # the four metrics after every epoch: the path from the target toward the retrain model
+            # mini: the fewest epochs at lr 1e-3 after which GA's VerbMem on D_f is at or below the retrain
+            # model's (12 = 48 steps; chosen on GA alone, before the other methods ran); every method gets it
+            "epochs": 12,
             # the embedded world: the generated mini news corpus and tiny models (ignored for hub sources)
             "data": {"articles_per_split": 16, "sentences_per_article": 8, "qa_per_article": 2, "n_icl": 3},
             "tiny_model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "vocab_size": 1024},
@@ -222,14 +224,16 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
             },
             "mini": {},
             # hub data and the muse-bench Llama-2-7B checkpoints, 4-bit QLoRA. The 12 GB plan for 2048-token
-            # chunks, from the measured 7B figures (README, perf/results): NF4 weights with LoRA take 4.25 GiB;
-            # activations with gradient checkpointing grow about 1.0-1.15 GiB per 1024 tokens in one forward
-            # (GA 4 x 512: 6.44 GiB, micro-batched SGA 4 x 512: 6.58 GiB; fused SGA K=4 at 1024 tokens:
-            # 16 x 1024 tokens at 18.9 GiB). So one forward must stay near 4096 tokens: forget_per_forward=1
-            # (one forget chunk with its extras per forward, gradients accumulated over the batch of 32), and
-            # K=2 for SGA (1 forget + 1 normal chunk = 4096 tokens: about 4.25 + 4.6 = 8.9 GiB; GradDiff, KL,
-            # NPO and SimNPO pair one retain chunk likewise; GA 2048 tokens: about 6.5 GiB). K=4 would put
-            # 8192 tokens in one forward, about 12-13.5 GiB: over 12 GB. Evaluation scores whole articles
+            # chunks, from the measured 7B figures (perf/results/gpu_h100_qlora_7b.json, 512-token sequences):
+            # NF4 weights with LoRA take 4.25 GiB; with gradient checkpointing the rest grows about 1.1 GiB per
+            # 1024 tokens in one forward (GA 4 x 512: 6.44 GiB, micro-batched SGA 4 x 512: 6.58 GiB; the lead's
+            # fused SGA K=4 at 1024 tokens, 16 x 1024 at 18.9 GiB, gives 0.9). So one forward must stay near
+            # 4096 tokens: forget_per_forward=1 (one forget chunk with its extras per forward, gradients
+            # accumulated over the batch of 32), and K=2 for SGA (1 forget + 1 normal chunk = 4096 tokens:
+            # about 4.25 + 4.5 = 8.8 GiB; GradDiff, KL, NPO and SimNPO pair one retain chunk likewise; GA,
+            # 2048 tokens: about 6.5 GiB). K=4 would put 8192 tokens in one forward, about 4.25 + 7.2 to 9 =
+            # 11.5-13 GiB: not safely under 12 GB (a hook in sga.unlearn splitting one forget chunk's group
+            # across forwards would allow it). Evaluation scores whole articles
             # (up to 4096 tokens) with float logits of 32000 words: eval_batch_size 4 keeps them near 2 GiB.
             "paper": {
                 "data_source": "muse-bench/MUSE-News",
@@ -322,7 +326,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "perplexity_window": _int(1, none_ok=True),
     "zero_shot_tasks": lambda v: None if isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
     else f"must be a list of lm-eval task names (possibly empty), got {v!r}",
-    "sga_rates": lambda v: None if isinstance(v, (list, tuple)) and all(methods._number(x) is None for x in v)
+    "sga_rates": lambda v: None if isinstance(v, (list, tuple)) and all(
+        isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x) for x in v)
     else f"must be a list of finite SGA smoothing rates (possibly empty), got {v!r}",
     "exclude_eval_from_pool": _kind(bool),
     "trajectory": _kind(bool),
@@ -370,19 +375,21 @@ def resolve(benchmark: str, preset: str, **overrides: Any) -> dict[str, Any]:
     """The preset's parameters with every override that is not None applied, then checked.
 
     None keeps the preset's value (a notebook's parameters cell defaults to None); the string ``"none"``
-    sets a parameter to None (e.g. ``max_grad_norm="none"``: no clipping). Nested dictionaries
+    sets a non-string parameter to None (e.g. ``max_grad_norm="none"``: no clipping). Nested dictionaries
     (``data``, ``tiny_model``, ``tiny_training``) are merged key by key. Unknown benchmarks, presets,
     parameters and invalid values raise a ValueError naming the valid choices.
     """
     params = defaults(benchmark, preset)
-    _merge(params, given(overrides), benchmark, strict=True)
+    _merge(params, given(overrides, params), benchmark, strict=True)
     check(params)
     return params
 
 
-def given(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The overrides that change something: None dropped (keep the preset's value), the string "none" as None."""
-    return {key: (None if value == "none" else value) for key, value in overrides.items() if value is not None}
+def given(overrides: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides that change something: None dropped (keep the preset's value), and the string "none" read
+    as None for a parameter that is not a string (``max_grad_norm="none"``; ``quantization="none"`` stays a string)."""
+    return {key: (None if value == "none" and not isinstance(params.get(key), str) else value)
+            for key, value in overrides.items() if value is not None}
 
 
 def check(params: Mapping[str, Any]) -> None:

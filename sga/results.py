@@ -35,7 +35,8 @@ def run_name(params: Mapping[str, Any], name_keys: Sequence[str] = ()) -> str:
 
     parts = [params["benchmark"], *(params.get(key) for key in name_keys), params["method"]]
     spec = METHODS.get(params["method"])
-    parts += [f"{o.label}{params[o.key]}" for o in (spec.options if spec else ()) if params.get(o.key) is not None]
+    short = lambda value: round(value, 10) if isinstance(value, float) else value  # noqa: E731 (1.2999999999999998 -> 1.3)
+    parts += [f"{o.label}{short(params[o.key])}" for o in (spec.options if spec else ()) if params.get(o.key) is not None]
     parts.append(f"seed{params['seed']}")
     return "-".join([str(p) for p in parts if p is not None] + [params_hash(params)]).replace("/", "_")
 

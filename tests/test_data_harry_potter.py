@@ -15,16 +15,14 @@ from sga.data.harry_potter import (
     SOUL_DIR,
     completion_rows,
     generate_harry_potter,
-    generate_wikitext,
     load_hp_completions,
     load_hp_passages,
-    load_wikitext,
     saga_books,
     soul_prompt_lengths,
     split_passages,
-    wikitext_documents,
 )
 from sga.data.hub import hub_configs, load_hub_dataset
+from sga.data.wikitext import generate_wikitext, load_wikitext, wikitext_documents
 
 FIXTURES = Path(__file__).parent / "fixtures" / "harry_potter"
 MUSE, SOUL = FIXTURES / "muse_books", FIXTURES / "soul"

@@ -143,10 +143,17 @@ def test_rewrite_replaces_the_whole_repo(tmp_path):
         lambda out: write_jsonl_repo(out, {"full set": [{"q": 1}]}, default_config="full set"),
         lambda out: write_parquet_repo(out, {}),
         lambda out: write_parquet_repo(out, {"raw": {}}),
-        lambda out: write_parquet_repo(out, {"raw": {"forget-1": [{"text": "t"}]}}),
+        lambda out: write_parquet_repo(out, {"raw": {"../forget": [{"text": "t"}]}}),
+        lambda out: write_parquet_repo(out, {"raw/sub": {"forget": [{"text": "t"}]}}),
     ],
 )
 def test_writers_refuse_empty_or_badly_named_tables(write, tmp_path):
     with pytest.raises(ValueError):
         write(tmp_path / "repo")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_writer_accepts_hub_config_names_with_hyphens_and_dots(tmp_path):
+    repo = write_parquet_repo(tmp_path / "wikitext", {"wikitext-2-raw-v1": {"test": [{"text": "a"}], "v1.1": [{"text": "b"}]}})
+    assert hub_configs(repo) == ("wikitext-2-raw-v1",)
+    assert load_hub_dataset(str(repo), "wikitext-2-raw-v1", split="v1.1", cache_dir=tmp_path / "cache")["text"] == ["b"]

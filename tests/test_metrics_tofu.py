@@ -222,8 +222,11 @@ def test_evaluate_tofu_structure_utility_quality_and_determinism(tiny):
     assert result["forget_quality"] == pytest.approx(
         scipy.stats.ks_2samp(result["forget"]["truth_ratios"], retain_tr).pvalue
     )
+    assert result["forget_ks_d"] == pytest.approx(scipy.stats.ks_2samp(result["forget"]["truth_ratios"], retain_tr).statistic)
+    assert result["forget_items"] == len(result["forget"]["truth_ratios"])
     assert summary_row(result) == {
         "forget_quality": result["forget_quality"],
+        "forget_ks_d": result["forget_ks_d"],
         "model_utility": result["model_utility"],
         "forget_rouge_l": result["forget"]["rouge_l_recall"],
         "retain_rouge_l": result["retain"]["rouge_l_recall"],

@@ -8,22 +8,43 @@ from sga import plots  # noqa: E402
 
 LOG = [{"step": 1, "forget_nll": 0.1, "retain_nll": 0.2, "grad_norm": 1.0},
        {"step": 2, "forget_nll": 0.3, "retain_nll": 0.25, "grad_norm": 2.0}]
+SUMMARY = {"forget_quality": 1e-3, "model_utility": 0.6, "forget_ks_d": 0.4}
 
 
 def test_save_figure_names_files_by_notebook_number(tmp_path):
-    fig = plots.quality_vs_utility(pd.DataFrame({"forget_quality": [0.5], "model_utility": [0.7]}, index=["ga"]))
-    path = plots.save_figure(fig, tmp_path / "figures", 2, "tofu-quality")
-    assert path == tmp_path / "figures" / "02-tofu-quality.png" and path.stat().st_size > 0
+    fig = plots.training_curves({"ga": {"log": LOG}})
+    path = plots.save_figure(fig, tmp_path / "figures", 2, "tofu-curves")
+    assert path == tmp_path / "figures" / "02-tofu-curves.png" and path.stat().st_size > 0
 
 
-def test_a_method_has_the_same_colour_in_both_figures():
-    table = pd.DataFrame({"forget_quality": [1e-4, 1.0, 0.1], "model_utility": [0.7, 0.8, 0.2]},
-                         index=["target", "retain", "sga"])
-    scatter = plots.quality_vs_utility(table).axes[0]
-    scatter_colours = {text.get_text(): mcolors.to_hex(points.get_facecolor()[0])
-                       for text, points in zip(scatter.texts, scatter.collections)}
+def test_a_method_has_the_same_colour_in_every_figure():
     curves = plots.training_curves({"ga": {"log": LOG}, "sga": {"log": LOG}})
     line_colours = {line.get_label(): mcolors.to_hex(line.get_color()) for line in curves.axes[0].lines}
-    assert scatter_colours["sga"] == line_colours["sga"] == mcolors.to_hex(plots.COLORS["sga"])
+    path = [{"epoch": 1, "forget_quality": 1e-2, "model_utility": 0.5}]
+    paths = plots.paths({"sga": [{"trajectory": path}]}, SUMMARY)
+    path_colours = {line.get_label(): mcolors.to_hex(line.get_color()) for line in paths.axes[0].lines}
+    assert line_colours["sga"] == path_colours["sga"] == mcolors.to_hex(plots.COLORS["sga"])
     assert line_colours["ga"] != line_colours["sga"]
     assert plots.model_color("sga r=+1.0", 0) not in plots.COLORS.values()
+
+
+def test_paths_start_at_the_start_model_and_follow_the_trajectory():
+    path = [{"epoch": 1, "forget_quality": 1e-2, "model_utility": 0.5}, {"epoch": 2, "forget_quality": 1e-1, "model_utility": 0.3}]
+    ax = plots.paths({"ga": [{"trajectory": path}]}, SUMMARY).axes[0]
+    line = next(line for line in ax.lines if line.get_label() == "ga")
+    assert list(line.get_xdata()) == [1e-3, 1e-2, 1e-1] and list(line.get_ydata()) == [0.6, 0.5, 0.3]
+
+
+def test_truth_ratio_histograms_one_panel_per_model():
+    results = {label: {"metrics": {"forget": {"truth_ratios": ratios}}, "summary": SUMMARY}
+               for label, ratios in (("retain", [0.5, 1.0, 2.0]), ("target", [0.1, 0.2, 0.3]), ("ga", [1.0, 3.0, 9.0]))}
+    fig = plots.truth_ratio_histograms(results)
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titled) == 3 and titled[2].startswith("ga\nD = 0.40")
+
+
+def test_interval_plot_draws_a_bar_only_where_there_is_an_interval():
+    table = pd.DataFrame({"runs": [3, 1], "x": [0.5, 0.2], "x lo": [0.4, float("nan")], "x hi": [0.6, float("nan")]}, index=["sga", "kl"])
+    ax = plots.interval_plot(table, [("x", "x", "linear")]).axes[0]
+    bars = [line for line in ax.lines if len(line.get_xdata()) == 2]
+    assert len(bars) == 1 and list(bars[0].get_xdata()) == [0.4, 0.6]

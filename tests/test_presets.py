@@ -12,7 +12,7 @@ NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
 def test_layers_common_then_benchmark_then_preset():
     smoke, mini, paper = (presets.resolve("tofu", p) for p in ("smoke", "mini", "paper"))
-    assert mini["lr"] == 1e-3 and mini["epochs"] == 6 and mini["cpu_threads"] == 2  # common, then the TOFU block
+    assert mini["lr"] == 1e-3 and mini["epochs"] == 4 and mini["cpu_threads"] == 2  # common, then the TOFU block
     assert smoke["epochs"] == 1 and smoke["cpu_threads"] == 1 and smoke["data"]["n_authors"] == 10
     assert paper["lora_rank"] == 16 and paper["compute_dtype"] == "bfloat16" and paper["forget_per_forward"] == 4
     assert paper["lr"] == 1e-4 and paper["template"] == "llama2_chat"  # the benchmark's preset overrides come last
@@ -24,6 +24,7 @@ def test_overrides_merge_and_none_keeps_the_preset():
     assert p["rate"] == -0.8 and p["data"]["n_authors"] == 20 and p["data"]["qa_per_author"] == 10
     assert p["lr"] == 1e-3 and p["preset"] == "mini"
     assert presets.resolve("tofu", "mini", max_grad_norm="none")["max_grad_norm"] is None  # "none" switches it off
+    assert presets.resolve("tofu", "mini", quantization="none")["quantization"] == "none"  # a string value stays one
 
 
 @pytest.mark.parametrize("args,overrides,match", [

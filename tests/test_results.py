@@ -56,3 +56,9 @@ def test_compare_results_pairs_runs_by_name_and_flags_differences(tmp_path):
     assert table.loc["tofu-ga-seed0"].tolist() == [True, True]
     assert table.loc["tofu-npo-seed0"].tolist() == [False, False]
     assert table.loc["tofu-kl-seed0"].isna().all()
+
+
+def test_run_name_shows_floats_as_written():
+    name = run_name({"benchmark": "tofu", "method": "graddiff", "seed": 0, "graddiff_forget_weight": 1 - (-0.4) * 3 / 4 - 0.0000000000000002,
+                     "graddiff_retain_weight": 0.30000000000000004})
+    assert name.startswith("tofu-graddiff-fw1.3-rw0.3-seed0-")

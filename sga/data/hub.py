@@ -122,11 +122,14 @@ def write_parquet_repo(
         files = "".join(f"  - split: {split}\n    path: {name}/{split}-*\n" for split in splits)
         entries.append(f"- config_name: {name}\n  data_files:\n{files}")
 
+    for name, splits in tables.items():  # every name checked before anything is written
+        for split, rows in splits.items():
+            _check_table(f"{name}/{split}", rows)
+
     def fill(tmp: Path) -> None:
         for name, splits in tables.items():
             (tmp / name).mkdir()
             for split, rows in splits.items():
-                _check_table(f"{name}/{split}", rows)
                 table = pa.Table.from_pylist(list(rows))
                 pq.write_table(table, tmp / name / f"{split}-00000-of-00001.parquet")
         _write_readme(tmp, entries, description)
@@ -135,8 +138,10 @@ def write_parquet_repo(
 
 
 def _check_table(name: str, rows: Sequence[Mapping]) -> None:
-    if not re.fullmatch(r"\w+(/\w+)?", name):
-        raise ValueError(f"Table name {name!r} must be letters, digits and underscores (a config or split name).")
+    # config and split names as the hub spells them, e.g. ``wikitext-2-raw-v1``: no path separators or dot-names
+    if not re.fullmatch(r"\w[\w.-]*(/\w[\w.-]*)?", name):
+        raise ValueError(f"Table name {name!r} must be letters, digits, underscores, hyphens and dots, starting with a "
+                         "letter, digit or underscore (a config or split name).")
     if not rows:
         raise ValueError(f"Table {name!r} has no rows; the hub layout needs at least one row per file.")
 
