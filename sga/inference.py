@@ -115,21 +115,26 @@ def _cut(text: str, stop_strings: Sequence[str]) -> str:
     return text
 
 
+def _text_batches(tokenizer, texts: Sequence[str], max_length: int, batch_size: int, device: torch.device, bos: bool):
+    """Collated batches of raw texts (no template), each cut to ``max_length`` tokens; with ``bos`` a BOS first."""
+    for start in range(0, len(texts), batch_size):
+        feats = []
+        for text in texts[start : start + batch_size]:
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
+            if bos and tokenizer.bos_token_id is not None:
+                ids = [tokenizer.bos_token_id] + ids[: max_length - 1]
+            ids = ids or [tokenizer.eos_token_id]
+            feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ids})
+        yield to_device(collate(feats, tokenizer.pad_token_id), device)
+
+
 @torch.no_grad()
 def token_logprobs(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_length: int = 512, batch_size: int = 8) -> list[np.ndarray]:
     """Log-probability of every token after the first, per text (for membership-inference scores)."""
     was_training = model.training
     model.eval()
-    device = model_device(model)
     out: list[np.ndarray] = []
-    for start in range(0, len(texts), batch_size):
-        feats = []
-        for text in texts[start : start + batch_size]:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
-            if tokenizer.bos_token_id is not None:
-                ids = [tokenizer.bos_token_id] + ids[: max_length - 1]
-            feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ids})
-        batch = to_device(collate(feats, tokenizer.pad_token_id), device)
+    for batch in _text_batches(tokenizer, texts, max_length, batch_size, model_device(model), bos=True):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         logp = torch.log_softmax(logits, dim=-1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
         lengths = batch["attention_mask"].sum(dim=1) - 1
@@ -146,14 +151,8 @@ def mean_hidden_states(model: torch.nn.Module, tokenizer, texts: Sequence[str], 
     """
     was_training = model.training
     model.eval()
-    device = model_device(model)
     out: list[np.ndarray] = []
-    for start in range(0, len(texts), batch_size):
-        feats = []
-        for text in texts[start : start + batch_size]:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length] or [tokenizer.eos_token_id]
-            feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": ids})
-        batch = to_device(collate(feats, tokenizer.pad_token_id), device)
+    for batch in _text_batches(tokenizer, texts, max_length, batch_size, model_device(model), bos=False):
         hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True).hidden_states[-1]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         out.append(((hidden * mask).sum(dim=1) / mask.sum(dim=1)).float().cpu().numpy())
