@@ -118,16 +118,16 @@ def load_results(directory: str | Path, pattern: str = "*.json") -> pd.DataFrame
 
 
 def compare_results(before: str | Path, after: str | Path) -> pd.DataFrame:
-    """Whether two folders of result JSONs hold the same numbers: one row per run, matched by its
-    readable name (the hash dropped, so a renamed parameter set still pairs up), with whether its metrics
-    and its per-step log (wall times aside) are identical. Runs found on one side only have NaN there."""
+    """Whether two folders of result JSONs hold the same numbers: one row per run name (the same parameters
+    give the same name), with whether its metrics and its per-step log (wall times aside) are identical.
+    Runs found on one side only have None there."""
 
     def runs(directory: str | Path) -> dict[str, dict]:
         found = {}
         for path in sorted(Path(directory).rglob("*.json")):
             payload = read_json(path)
             if isinstance(payload, dict) and "params" in payload and "name" in payload:
-                found[payload["name"].rsplit("-", 1)[0]] = payload
+                found[payload["name"]] = payload
         return found
 
     def steps(result: Mapping[str, Any]) -> list[dict]:

@@ -42,10 +42,10 @@ def test_environment_info_names_versions():
 
 
 def test_compare_results_pairs_runs_by_name_and_flags_differences(tmp_path):
+    """The same name (same parameters) with other numbers is flagged; wall times do not count."""
     def write(folder, name, value, elapsed):
-        write_json_atomic(tmp_path / folder / f"{name}-{params_hash(value)}.json",
-                          {"name": f"{name}-{params_hash(value)}", "params": {}, "metrics": {"x": value},
-                           "log": [{"step": 1, "loss": value, "elapsed": elapsed}]})
+        write_json_atomic(tmp_path / folder / f"{name}.json", {"name": name, "params": {}, "metrics": {"x": value},
+                                                                "log": [{"step": 1, "loss": value, "elapsed": elapsed}]})
 
     write("a", "tofu-ga-seed0", 1.0, 0.5)
     write("b", "tofu-ga-seed0", 1.0, 9.9)  # only the wall time differs
