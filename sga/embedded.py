@@ -221,3 +221,12 @@ def build_or_load_tiny_model(
     return build_cached(Path(cache_dir) / f"{name}-{key}", build)
 
 
+
+
+def generated_data(cache_dir: Path, prefix: str, spec: dict, generate: Callable[..., Path]) -> Path:
+    """``cache_dir / f"{prefix}-{hash(spec)}"``, written by ``generate(path, **spec)`` the first time (the
+    generators write their hub-layout folder atomically)."""
+    path = Path(cache_dir) / f"{prefix}-{params_hash(spec)}"
+    if not path.exists():
+        generate(path, **spec)
+    return path

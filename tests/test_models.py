@@ -173,3 +173,18 @@ def test_offline_hub_id_points_to_mini_preset_or_local_path(monkeypatch):
     for load in (models.load_tokenizer, models.load_model):
         with pytest.raises(OSError, match=r"(?s)HF_HUB_OFFLINE is set.*`mini` preset.*local directory"):
             load("no-such-owner/no-such-model")
+
+
+def test_generated_data_is_written_once_under_its_parameters(tmp_path):
+    calls = []
+
+    def generate(path, size, seed):
+        calls.append((size, seed))
+        path.mkdir()
+        (path / "rows.txt").write_text("x" * size)
+        return path
+
+    first = embedded.generated_data(tmp_path, "toy-data", {"size": 3, "seed": 0}, generate)
+    assert embedded.generated_data(tmp_path, "toy-data", {"seed": 0, "size": 3}, generate) == first  # key order does not matter
+    assert first.name.startswith("toy-data-") and calls == [(3, 0)]
+    assert embedded.generated_data(tmp_path, "toy-data", {"size": 4, "seed": 0}, generate) != first and len(calls) == 2

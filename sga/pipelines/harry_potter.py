@@ -37,7 +37,7 @@ import pandas as pd
 from sga import experiment
 from sga.data.harry_potter import INSTRUCTIONS, MUSE_DIR, SPLITS, generate_harry_potter, load_hp_completions, load_hp_passages
 from sga.data.wikitext import WIKITEXT_CONFIG, generate_wikitext, load_wikitext
-from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer
+from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer, generated_data
 from sga.experiment import Benchmark, World, WorldParts, reference, run_method  # noqa: F401 (the notebook's steps)
 from sga.metrics.harry_potter import completion_leakage
 from sga.metrics.perplexity import perplexity
@@ -45,7 +45,6 @@ from sga.models import load_tokenizer
 from sga.plots import model_color
 from sga.presets import EMBEDDED
 from sga.prompts import Text
-from sga.results import params_hash
 
 _COLORS = {"reference": "C8", "simnpo": "C9"}  # beside sga.plots.COLORS (target, retain, ga, graddiff, kl, npo, sga)
 COLLAPSE_FACTOR = 10.0  # collapsed: general-text word perplexity above this multiple of the reference model's
@@ -74,17 +73,11 @@ def _embedded_sources(params: Mapping[str, Any], cache_dir: Path) -> tuple[str, 
         spec = {"n_books": data["n_books"], "passages_per_book": data["passages_per_book"],
                 "words_per_passage": params["words_per_passage"], "prompt_lengths": tuple(params["prompt_lengths"]),
                 "seed": params["world_seed"]}
-        path = Path(cache_dir) / f"hp-saga-{params_hash(spec)}"
-        if not path.exists():
-            generate_harry_potter(path, **spec)
-        books = str(path / MUSE_DIR)
+        books = str(generated_data(cache_dir, "hp-saga", spec, generate_harry_potter) / MUSE_DIR)
     if params["general_source"] == EMBEDDED:
         spec = {"n_train": data["n_general_train"], "n_validation": 1, "n_test": data["n_general_test"],
                 "seed": params["world_seed"]}
-        path = Path(cache_dir) / f"wikitext-data-{params_hash(spec)}"
-        if not path.exists():
-            generate_wikitext(path, **spec)
-        general = str(path)
+        general = str(generated_data(cache_dir, "wikitext-data", spec, generate_wikitext))
     return books or params["data_source"], general or params["general_source"]
 
 

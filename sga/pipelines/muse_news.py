@@ -32,14 +32,13 @@ logging.getLogger("transformers.tokenization_utils_tokenizers").addFilter(
 
 from sga import experiment  # noqa: E402
 from sga.data.muse_news import EVAL_SPLITS, generate_muse_news, load_muse_news  # noqa: E402
-from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer  # noqa: E402
+from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer, generated_data  # noqa: E402
 from sga.experiment import Benchmark, World, WorldParts, reference, results_table, run_method  # noqa: E402,F401 (the notebook's steps)
 from sga.metrics.muse_news import AUC_RETRAIN_NEWS, evaluate_muse_news, knowmem_prompt, summary_row  # noqa: E402
 from sga.models import load_tokenizer  # noqa: E402
 from sga.plots import COLORS, model_color  # noqa: E402
 from sga.presets import EMBEDDED  # noqa: E402
 from sga.prompts import QA, Text  # noqa: E402
-from sga.results import params_hash  # noqa: E402
 
 _WORLD_KEYS = ("data_source", "target_model", "retrain_model", "data", "tiny_model", "tiny_training", "world_seed",
                "template", "chunk_tokens", "max_length", "cpu_threads")
@@ -57,11 +56,7 @@ def data_source(params: Mapping[str, Any], cache_dir: Path) -> str:
     """The dataset location: the generated mini news corpus (made once, cached by its parameters) or the given source."""
     if params["data_source"] != EMBEDDED:
         return params["data_source"]
-    spec = {**params["data"], "seed": params["world_seed"]}
-    path = Path(cache_dir) / f"muse-news-data-{params_hash(spec)}"
-    if not path.exists():
-        generate_muse_news(path, **spec)
-    return str(path)
+    return str(generated_data(cache_dir, "muse-news-data", {**params["data"], "seed": params["world_seed"]}, generate_muse_news))
 
 
 def chunk_texts(tokenizer, texts: Sequence[str], chunk_tokens: int) -> list[str]:

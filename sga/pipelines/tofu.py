@@ -16,14 +16,13 @@ import pandas as pd
 
 from sga import experiment
 from sga.data.tofu import generate_tofu, load_tofu, tofu_splits
-from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer
+from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer, generated_data
 from sga.experiment import Benchmark, World, WorldParts, reference, results_table, run_method  # noqa: F401 (the notebook's steps)
 from sga.metrics.text import rouge_l_recall
 from sga.metrics.tofu import evaluate_tofu, ks_test, model_utility, summary_row
 from sga.models import load_tokenizer
 from sga.presets import EMBEDDED
 from sga.prompts import QA, qa_examples
-from sga.results import params_hash
 
 _EVAL_SPLITS = {"forget": "forget_perturbed", "retain": "retain_perturbed", "real_authors": "real_authors", "world_facts": "world_facts"}
 _WORLD_KEYS = ("data_source", "target_model", "retain_model", "forget_split", "data", "tiny_model", "tiny_training",
@@ -34,11 +33,7 @@ def data_source(params: Mapping[str, Any], cache_dir: Path) -> str:
     """The dataset location: the generated mini TOFU (made once, cached by its parameters) or the given source."""
     if params["data_source"] != EMBEDDED:
         return params["data_source"]
-    spec = {**params["data"], "seed": params["world_seed"]}
-    path = Path(cache_dir) / f"tofu-data-{params_hash(spec)}"
-    if not path.exists():
-        generate_tofu(path, **spec)
-    return str(path)
+    return str(generated_data(cache_dir, "tofu-data", {**params["data"], "seed": params["world_seed"]}, generate_tofu))
 
 
 def split_examples(data: Mapping[str, Any], split: str) -> list[QA]:
