@@ -5,47 +5,192 @@
 Each run gets ``OUT/<notebook>/<params file stem>/`` holding the executed notebook; the notebook's
 ``output_dir`` and ``figures_dir`` parameters (when it has them) point inside that folder, so its
 result JSONs and figures land there too. A failed run does not stop the others; failures are
-listed at the end and the exit status is 1.
+listed at the end and the exit status is 1. Runs go one after another in this process
+(``--executor local``) or as Ray tasks (``--executor ray``: a local Ray instance, or an existing
+cluster with ``--address``); the folders and the failure report are the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import papermill as pm
 import yaml
 
+EXECUTORS = ("local", "ray")
 
-def run_batch(notebook: Path, param_files: list[Path], out: Path, base: Path | None = None, kernel: str = "python3") -> list[tuple[Path, str]]:
-    """Execute ``notebook`` once per parameter file; return the (file, error) pairs of failed runs."""
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of a batch: ``fn(**kwargs)`` run once; it raises on failure."""
+
+    name: str  # shown in progress lines and the failure report (e.g. the params file name)
+    fn: Callable[..., Any]  # a module-level (picklable) function
+    kwargs: dict[str, Any]
+
+
+def _describe(error: BaseException) -> str:
+    """``"ErrName: message"``; a papermill error gives the notebook's exception, not its own."""
+    detail = getattr(error, "evalue", None) or (str(error).strip().splitlines() or [""])[0]
+    return f"{getattr(error, 'ename', type(error).__name__)}: {detail}"
+
+
+def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any], threads: int | None) -> tuple[str | None, float]:
+    """Run one task; return (error or None, seconds). With ``threads``, cap CPU threads (torch, OpenMP, MKL) first."""
+    began = time.perf_counter()
+    if threads is not None:  # also inherited by subprocesses such as a papermill kernel
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:  # a fresh import reads OMP_NUM_THREADS; a reused worker may have torch already
+            sys.modules["torch"].set_num_threads(threads)
+    try:
+        fn(**kwargs)
+        return None, time.perf_counter() - began
+    except Exception as error:  # a failed task must not stop the batch
+        return _describe(error), time.perf_counter() - began
+
+
+def _report(name: str, error: str | None, seconds: float) -> None:
+    outcome = f"FAILED after {seconds:.0f} s: {error}" if error else f"done in {seconds:.0f} s"
+    print(f"[batch] {name}: {outcome}", flush=True)
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    executor: str = "local",
+    address: str | None = None,
+    cpu_threads: int = 1,
+    gpus_per_task: float = 0.0,
+    max_parallel: int | None = None,
+) -> list[tuple[str, str]]:
+    """Run every task; return (task name, "ErrName: message") for each failed one, in task order. A failure never stops the others.
+
+    ``local`` runs them in this process, one after another (``address``, ``cpu_threads``, ``gpus_per_task``
+    and ``max_parallel`` are ignored). ``ray`` makes each a Ray task asking for ``cpu_threads`` CPUs and
+    ``gpus_per_task`` GPUs; on CPU (``gpus_per_task == 0``) it also caps the task's threads at ``cpu_threads``.
+    It uses the Ray session already open in this process if any, else connects to the cluster at ``address``
+    ("auto", "ray://host:10001"), else starts a local instance (shut down at the end);
+    ``max_parallel`` bounds the tasks in flight (default: all).
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
+    if not tasks:
+        return []
+    if executor == "local":
+        errors: dict[int, str] = {}
+        for index, task in enumerate(tasks):
+            print(f"[batch] {task.name}: started", flush=True)
+            error, seconds = _run_task(task.fn, task.kwargs, None)
+            _report(task.name, error, seconds)
+            if error:
+                errors[index] = error
+    else:
+        errors = _run_on_ray(tasks, address, cpu_threads, gpus_per_task, max_parallel)
+    return [(tasks[index].name, errors[index]) for index in sorted(errors)]
+
+
+@contextmanager
+def _ray_session(address: str | None) -> Iterator[tuple[Any, bool]]:
+    """Yield (the ``ray`` module, whether this call started Ray): the running session if any, else a connection
+    to ``address``, else a new local instance. Shut down at the end only what this call started."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError('the ray executor needs Ray: pip install -e ".[ray]"') from error
+    if ray.is_initialized():
+        yield ray, False
+        return
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:  # workers see this process's import path (a test module, a script's folder), not only the cwd
+        path = os.pathsep.join(p for p in sys.path if p and not p.startswith((sys.prefix, sys.base_prefix)))
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        yield ray, True
+    finally:
+        ray.shutdown()
+
+
+def _run_on_ray(tasks: Sequence[Task], address: str | None, cpu_threads: int, gpus_per_task: float, max_parallel: int | None) -> dict[int, str]:
+    with _ray_session(address) as (ray, started):
+        if started and not address:  # a local instance never grows: refuse a task that could never be scheduled
+            total = ray.cluster_resources()
+            if cpu_threads > total.get("CPU", 0) or gpus_per_task > total.get("GPU", 0):
+                raise ValueError(f"each task asks for {cpu_threads} CPUs and {gpus_per_task:g} GPUs; this machine has {total.get('CPU', 0):g} and {total.get('GPU', 0):g}")
+        remote = ray.remote(num_cpus=cpu_threads, num_gpus=gpus_per_task, max_retries=0)(_run_task)
+        threads = cpu_threads if gpus_per_task == 0 else None
+        print(f"[batch] {len(tasks)} tasks on Ray ({cpu_threads} CPUs, {gpus_per_task:g} GPUs each)", flush=True)
+        pending, in_flight, errors = list(enumerate(tasks)), {}, {}
+        while pending or in_flight:
+            while pending and len(in_flight) < (max_parallel or len(tasks)):
+                index, task = pending.pop(0)
+                in_flight[remote.remote(task.fn, task.kwargs, threads)] = index, time.perf_counter()
+            [ref], _ = ray.wait(list(in_flight), num_returns=1)
+            index, submitted = in_flight.pop(ref)
+            try:
+                error, seconds = ray.get(ref)
+            except Exception as failure:  # the worker died, or could not unpickle the task
+                error, seconds = _describe(getattr(failure, "cause", None) or failure), time.perf_counter() - submitted
+            _report(tasks[index].name, error, seconds)
+            if error:
+                errors[index] = error
+        return errors
+
+
+def _run_notebook(notebook: str, output: str, parameters: dict[str, Any], kernel: str, progress_bar: bool) -> None:
+    """One papermill run (a batch task); the executed notebook keeps the traceback of a failure."""
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(notebook, output, parameters=parameters, kernel_name=kernel, cwd=str(Path(notebook).parent), progress_bar=progress_bar)
+
+
+def run_batch(
+    notebook: Path,
+    param_files: list[Path],
+    out: Path,
+    base: Path | None = None,
+    kernel: str = "python3",
+    executor: str = "local",
+    address: str | None = None,
+    cpu_threads: int = 1,
+    gpus_per_task: float = 0.0,
+) -> list[tuple[Path, str]]:
+    """Execute ``notebook`` once per parameter file; return the (file, error) pairs of failed runs, in file order.
+
+    A file naming a parameter the notebook does not declare fails before anything runs. The other
+    arguments after ``kernel`` go to :func:`run_tasks`.
+    """
+    stems = [p.stem for p in param_files]
+    if len(set(stems)) < len(stems):
+        raise ValueError(f"parameter files share a name, so their runs would share a folder: {sorted({s for s in stems if stems.count(s) > 1})}")
     declared = {p for p in pm.inspect_notebook(str(notebook))}
     defaults = yaml.safe_load(base.read_text()) if base else {}
-    failures: list[tuple[Path, str]] = []
+    refused: dict[Path, str] = {}
+    tasks: dict[Path, Task] = {}
     for param_file in param_files:
         run_dir = (out / notebook.stem / param_file.stem).resolve()
-        run_dir.mkdir(parents=True, exist_ok=True)
         params = {**(defaults or {}), **(yaml.safe_load(param_file.read_text()) or {})}
         unknown = sorted(set(params) - declared)
         if unknown:  # papermill would inject them and the notebook would silently ignore them
-            failures.append((param_file, f"ValueError: unknown parameters {unknown}; {notebook.name} declares {sorted(declared)}"))
-            print(f"[batch] {notebook.name} with {param_file.name}: FAILED, unknown parameters {unknown}", flush=True)
+            refused[param_file] = f"ValueError: unknown parameters {unknown}; {notebook.name} declares {sorted(declared)}"
+            print(f"[batch] {param_file}: FAILED, unknown parameters {unknown}", flush=True)
             continue
         for key, sub in (("output_dir", "runs"), ("figures_dir", "figures")):
             if key in declared:
                 params.setdefault(key, str(run_dir / sub))
-        began = time.perf_counter()
-        print(f"[batch] {notebook.name} with {param_file.name} -> {run_dir}", flush=True)
-        try:
-            pm.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=params, kernel_name=kernel, cwd=str(notebook.parent))
-            print(f"[batch]   done in {time.perf_counter() - began:.0f} s", flush=True)
-        except Exception as error:  # a failed run must not stop the batch
-            detail = getattr(error, "evalue", None) or (str(error).strip().splitlines() or [""])[0]
-            failures.append((param_file, f"{getattr(error, 'ename', type(error).__name__)}: {detail}"))
-            print(f"[batch]   FAILED after {time.perf_counter() - began:.0f} s (the executed notebook keeps the traceback)", flush=True)
-    return failures
+        run = {"notebook": str(notebook.resolve()), "output": str(run_dir / notebook.name), "parameters": params, "kernel": kernel, "progress_bar": executor == "local"}
+        tasks[param_file] = Task(str(param_file), _run_notebook, run)
+    print(f"[batch] {notebook.name}: {len(tasks)} runs into {(out / notebook.stem).resolve()}", flush=True)
+    failed = dict(run_tasks(list(tasks.values()), executor, address, cpu_threads, gpus_per_task))
+    errors = {**refused, **{p: failed[t.name] for p, t in tasks.items() if t.name in failed}}
+    return [(p, errors[p]) for p in param_files if p in errors]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
     parser.add_argument("--base", type=Path, help="YAML of parameters shared by every run (each file overrides it)")
     parser.add_argument("--kernel", default="python3")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local", help="local: one run after another here; ray: one Ray task per run")
+    parser.add_argument("--address", help="ray: connect to this cluster (auto, ray://host:10001) instead of starting a local instance")
+    parser.add_argument("--cpus-per-task", type=int, default=1, help="ray: CPUs reserved per run, and its thread count when it has no GPU (default: 1)")
+    parser.add_argument("--gpus-per-task", type=float, default=0.0, help="ray: GPUs reserved per run (default: 0)")
     args = parser.parse_args(argv)
-    failures = run_batch(args.notebook, args.params, args.out, args.base, args.kernel)
+    try:
+        failures = run_batch(args.notebook, args.params, args.out, args.base, args.kernel, args.executor, args.address, args.cpus_per_task, args.gpus_per_task)
+    except (ValueError, ImportError) as error:
+        parser.error(str(error))
     print(f"[batch] {len(args.params) - len(failures)} of {len(args.params)} runs succeeded")
     for param_file, error in failures:
         print(f"[batch] FAILED {param_file}: {error}")

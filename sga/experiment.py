@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from sga import presets
-from sga.inference import mean_hidden_states
+from sga.inference import mean_hidden_states, sentence_embedder
 from sga.losses import UnlearningLoss
 from sga.methods import OPTION_KEYS, method, run_options
 from sga.models import add_lora, load_model
@@ -120,8 +120,10 @@ def run_params(world: World, method_name: str, **overrides: Any) -> dict[str, An
     if unknown:
         raise ValueError(f"Unknown parameters {unknown}; valid ones: {sorted(world.params)}.")
     presets.check(params)
-    run = {k: v for k, v in run_options(method_name, params).items() if k not in presets.DISPLAY_ONLY}
+    run = identity(run_options(method_name, params))
     run["method"] = method_name
+    if not run.get("final_evaluation", True) and not run["trajectory"]:
+        raise ValueError("final_evaluation=False needs trajectory=True: the last per-epoch reading is then the run's end.")
     return run
 
 
@@ -129,9 +131,15 @@ def reference_params(world: World, which: str) -> dict[str, Any]:
     """The parameters that name an evaluation of the ``target`` or a reference model as it is."""
     if which not in world.models:
         raise ValueError(f"which must be one of {list(world.models)}; got {which!r}.")
-    run = {k: v for k, v in world.params.items() if k not in presets.DISPLAY_ONLY and k not in OPTION_KEYS}
+    run = identity({k: v for k, v in world.params.items() if k not in OPTION_KEYS and k != "final_evaluation"})
     run["method"] = which
     return run
+
+
+def identity(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` without what does not change a run's results: display-only keys, and keys at their neutral value."""
+    return {k: v for k, v in params.items()
+            if k not in presets.DISPLAY_ONLY and not (k in presets.NEUTRAL and v == presets.NEUTRAL[k])}
 
 
 def reference(world: World, which: str, overwrite: bool = False) -> dict[str, Any]:
@@ -174,7 +182,7 @@ def run_method(world: World, method_name: str, overwrite: bool = False, **overri
                                                           world.out_dir / name, world.params["progress"], on_epoch_end))
         result = {"name": name, "params": params, "status": log.status, "message": log.message,
                   "log": log.steps, "train_seconds": log.seconds, "trajectory": log.epochs}
-        if log.status == "completed":
+        if log.status == "completed" and params.get("final_evaluation", True):
             metrics, eval_seconds = timed(lambda: world.benchmark.evaluate(world, model, params, stat))
             result.update(summary=world.benchmark.summary(metrics), metrics=metrics, eval_seconds=eval_seconds)
         result["peak_memory_gb"] = peak_memory_gb()
@@ -226,6 +234,14 @@ def extra_index(
     return None
 
 
+def normal_embedder(model: torch.nn.Module, tokenizer, loss: UnlearningLoss, params: Mapping[str, Any]) -> Callable[[Sequence[str]], np.ndarray]:
+    """The ``embed`` of the ``embedding`` normal source: the sentence-embedding model ``embedding_model`` if set
+    (loaded only when that source is used), else the start model's mean-pooled hidden states."""
+    if loss.extra == "normal" and params.get("normal_source") == "embedding" and params.get("embedding_model"):
+        return sentence_embedder(params["embedding_model"], params["eval_batch_size"], params["max_length"])
+    return lambda texts: mean_hidden_states(model, tokenizer, texts, params["max_length"], params["eval_batch_size"])
+
+
 def run_unlearning(
     model: torch.nn.Module,
     tokenizer,
@@ -243,8 +259,7 @@ def run_unlearning(
     ``run_dir/adapter``. ``on_epoch_end`` as in :func:`sga.unlearn.unlearn`.
     """
     loss = method(method_name).build(params)
-    embed = lambda texts: mean_hidden_states(model, tokenizer, texts, params["max_length"], params["eval_batch_size"])  # noqa: E731
-    index = extra_index(loss, params, forget, pool, embed)
+    index = extra_index(loss, params, forget, pool, normal_embedder(model, tokenizer, loss, params))
     config = UnlearnConfig(
         lr=params["lr"],
         epochs=params["epochs"],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -158,3 +161,58 @@ def mean_hidden_states(model: torch.nn.Module, tokenizer, texts: Sequence[str], 
         out.append(((hidden * mask).sum(dim=1) / mask.sum(dim=1)).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def sentence_embedder(source: str, batch_size: int = 32, max_length: int = 256) -> Callable[[Sequence[str]], np.ndarray]:
+    """``embed(texts) -> [N, D]`` of a sentence-embedding model given by hub id or local path (SGA's
+    ``embedding_model``): the model is loaded once, here, with ``AutoTokenizer`` / ``AutoModel``.
+
+    A text's vector is the mean of the last hidden state over its real tokens (attention mask; the
+    tokenizer's special tokens included, padding excluded), L2-normalised: the sentence-transformers
+    convention (``Pooling(pooling_mode_mean_tokens=True)`` then ``Normalize``) of models such as
+    ``sentence-transformers/all-MiniLM-L6-v2``. Texts are cut at ``max_length`` tokens, or at the model's
+    own limit if lower (its ``max_position_embeddings``, the tokenizer's ``model_max_length``, and the
+    ``max_seq_length`` of a sentence-transformers ``sentence_bert_config.json``, 256 for all-MiniLM-L6-v2).
+    A hub id that cannot be reached (offline, or not downloaded) fails here with an error naming it.
+    """
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import cached_file
+
+    from sga.models import _resolve
+
+    resolved = _resolve(source)  # a path-like source that does not exist: FileNotFoundError
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        model = AutoModel.from_pretrained(resolved, dtype=torch.float32)
+        st_config = cached_file(resolved, "sentence_bert_config.json", _raise_exceptions_for_missing_entries=False)
+    except OSError as error:
+        if Path(resolved).exists():
+            raise
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0") else ""
+        raise OSError(
+            f"Could not load the sentence-embedding model {source!r} (embedding_model) from the Hugging Face hub or its "
+            f"local cache{offline}: {error}\nDownload it where the hub is reachable (e.g. `hf download {source}`), or "
+            "pass a local directory written by save_pretrained (a copy of the hub repository); embedding_model=None "
+            "uses the start model's own hidden states."
+        ) from error
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    limits = [max_length, getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+    if st_config:
+        limits.append(json.loads(Path(st_config).read_text()).get("max_seq_length"))
+    max_length = min(int(n) for n in limits if n)
+    model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+    @torch.no_grad()
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        out: list[np.ndarray] = []
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt").to(model_device(model))
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+            out.append(torch.nn.functional.normalize(mean, p=2, dim=1).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+
+    return embed

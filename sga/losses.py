@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from sga.inference import label_nll
-from sga.theory import check_rate, sga_weights
+from sga.theory import adaptive_rate, check_rate, normal_mass, sga_weights
 
 __all__ = ["FusedBatch", "UnlearningLoss", "GradientAscent", "GradDiff", "KLRetain", "NPO", "SimNPO",
-           "SmoothedGradientAscent", "sga_weights"]
+           "SmoothedGradientAscent", "AdaptiveSGA", "sga_weights"]
 
 @dataclass
 class FusedBatch:
@@ -37,6 +37,12 @@ def _per_sequence(model: torch.nn.Module, batch: FusedBatch) -> tuple[torch.Tens
     logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
     total, counts = label_nll(logits, t["labels"])
     return logits, total, counts
+
+
+def _mean_nll(model: torch.nn.Module, batch: FusedBatch) -> torch.Tensor:
+    """The per-sequence mean per-token NLL of a fused batch, l(x) of each row."""
+    _, total, counts = _per_sequence(model, batch)
+    return total / counts
 
 
 def _reference_logits(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -80,8 +86,7 @@ class GradDiff(UnlearningLoss):
         self.gamma, self.alpha = gamma, alpha
 
     def __call__(self, model, batch):
-        _, total, counts = _per_sequence(model, batch)
-        nll = total / counts
+        nll = _mean_nll(model, batch)
         forget_nll, retain_nll = nll[: batch.n_forget].mean(), nll[batch.n_forget :].mean()
         loss = -self.gamma * forget_nll + self.alpha * retain_nll
         return loss, {"forget_nll": forget_nll.item(), "retain_nll": retain_nll.item()}
@@ -144,16 +149,23 @@ class SimNPO(UnlearningLoss):
         self.beta, self.delta, self.alpha = beta, delta, alpha
 
     def __call__(self, model, batch):
-        _, total, counts = _per_sequence(model, batch)
-        nll = total / counts
-        n = batch.n_forget
+        nll, n = _mean_nll(model, batch), batch.n_forget
         simnpo = -(2.0 / self.beta) * F.logsigmoid(self.beta * (nll[:n] - self.delta)).mean()
         retain_nll = nll[n:].mean()
         loss = simnpo + self.alpha * retain_nll
         return loss, {"forget_nll": nll[:n].mean().item(), "retain_nll": retain_nll.item(), "simnpo": simnpo.item()}
 
 
-class SmoothedGradientAscent(UnlearningLoss):
+class _WithNormalSamples(UnlearningLoss):
+    """A method that pairs each forget sample with its K-1 normal samples."""
+
+    extra, k = "normal", 1
+
+    def extra_per_forget(self) -> int:
+        return self.k - 1
+
+
+class SmoothedGradientAscent(_WithNormalSamples):
     """SGA: GA on the forget sample under a label smoothed over it and its K-1 normal samples.
 
     Per forget sample, with (w_f, w_n) = :func:`sga_weights`: the ``gls`` reading minimises
@@ -161,20 +173,15 @@ class SmoothedGradientAscent(UnlearningLoss):
     K = 1 (or r = 0) is plain GA.
     """
 
-    name, extra = "sga", "normal"
+    name = "sga"
 
     def __init__(self, rate: float = -0.4, k: int = 4, reading: str = "gls"):
         check_rate(rate, reading, k)
         self.forget_weight, self.normal_weight = sga_weights(rate, k)
         self.rate, self.k, self.reading = rate, int(k), reading
 
-    def extra_per_forget(self) -> int:
-        return self.k - 1
-
     def __call__(self, model, batch):
-        _, total, counts = _per_sequence(model, batch)
-        nll = total / counts
-        n = batch.n_forget
+        nll, n = _mean_nll(model, batch), batch.n_forget
         forget_nll = nll[:n]
         logs = {"forget_nll": forget_nll.mean().item()}
         loss = -self.forget_weight * forget_nll.mean()
@@ -184,3 +191,38 @@ class SmoothedGradientAscent(UnlearningLoss):
             loss = loss + sign * self.normal_weight * normal_sum
             logs["normal_nll"] = nll[n:].mean().item()
         return loss, logs
+
+
+class AdaptiveSGA(_WithNormalSamples):
+    """SGA whose rate is chosen at every step (micro-batch) from the measured gradients (beyond the paper).
+
+    From one forward pass: g_f, the gradient of the mean forget NLL, and ḡ, that of the mean normal NLL
+    (two backward passes over the trainable parameters); r_t = :func:`sga.theory.adaptive_rate` (r* of the
+    one-step analysis, moved into the first-order safe range); the step is SGA's gradient at r_t, assembled
+    from g_f and ḡ. The returned loss has SGA's value at r_t and that gradient, so the caller's
+    ``backward`` costs no third pass: the extra cost over fixed-rate SGA is one backward pass and three
+    inner products per step. Logs r_t (``rate``) and whether it was first-order safe (``safe``, 0 or 1).
+    """
+
+    name = "sga_adaptive"
+
+    def __init__(self, k: int = 4, reading: str = "gls"):
+        normal_mass(k)  # K >= 2: there is no rate to choose without normal samples
+        self.k, self.reading = int(k), reading
+
+    def __call__(self, model, batch):
+        nll, n = _mean_nll(model, batch), batch.n_forget
+        forget_nll, normal_nll = nll[:n].mean(), nll[n:].mean()
+        params = [p for p in model.parameters() if p.requires_grad]
+        g_f = torch.autograd.grad(forget_nll, params, retain_graph=True)
+        g_n = torch.autograd.grad(normal_nll, params)
+        dot = lambda a, b: float(sum((x.double() * y.double()).sum() for x, y in zip(a, b)))  # noqa: E731
+        rate, safe = adaptive_rate(dot(g_f, g_f), dot(g_f, g_n), dot(g_n, g_n), self.k, self.reading)
+        forget_weight, normal_weight = sga_weights(rate, self.k)
+        # per forget sample: -w_f l_f + sign w_n sum_k l_k; the batch mean of sum_k l_k is (K-1) x the mean normal NLL
+        sign = -1.0 if self.reading == "gls" else 1.0
+        coef_f, coef_n = -forget_weight, sign * normal_weight * (self.k - 1)
+        value = coef_f * forget_nll.detach() + coef_n * normal_nll.detach()
+        surrogate = sum((p * (coef_f * a + coef_n * b)).sum() for p, a, b in zip(params, g_f, g_n))
+        loss = surrogate - surrogate.detach() + value  # value: the loss at r_t; gradient: its gradient
+        return loss, {"forget_nll": forget_nll.item(), "normal_nll": normal_nll.item(), "rate": rate, "safe": float(safe)}

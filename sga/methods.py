@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from sga import theory
-from sga.losses import NPO, SimNPO, GradDiff, GradientAscent, KLRetain, SmoothedGradientAscent, UnlearningLoss
+from sga.losses import NPO, AdaptiveSGA, GradDiff, GradientAscent, KLRetain, SimNPO, SmoothedGradientAscent, UnlearningLoss
 from sga.normal_data import NORMAL_SOURCES
 
 
@@ -41,6 +41,14 @@ def _choice(choices) -> Callable[[Any], str | None]:
     return lambda value: None if value in choices else f"must be one of {list(choices)}, got {value!r}"
 
 
+def _model_id(value: Any) -> str | None:
+    ok = value is None or (isinstance(value, str) and value.strip() != "")
+    return None if ok else f"must be None or a hub id / local path (a non-empty string), got {value!r}"
+
+
+NOT_NEUTRAL = object()
+
+
 @dataclass(frozen=True)
 class Option:
     """One option of a method: parameter ``key``, ``default``, the check of a value, its place in a run name."""
@@ -51,6 +59,9 @@ class Option:
     help: str
     arg: str | None = None  # keyword of the loss class; None: not passed to the loss
     label: str = ""  # prefix in the run name ("" shows the bare value)
+    # a value at which the run is what it was before this option existed: left out of the run's identity,
+    # so that adding an option never invalidates earlier results (NOT_NEUTRAL: always part of it)
+    neutral: Any = NOT_NEUTRAL
 
 
 @dataclass(frozen=True)
@@ -68,10 +79,17 @@ class Method:
 
     def build(self, params: Mapping[str, Any]) -> UnlearningLoss:
         """The loss object with this method's options taken from ``params``."""
-        return self.loss(**{o.arg: params[o.key] for o in self.options if o.arg})
+        return self.loss(**{o.arg: params.get(o.key, o.default) for o in self.options if o.arg})
 
 
 _RETAIN_HELP = "weight of the retain NLL"
+_READING = Option("reading", "gls", _choice(theory.READINGS), "sign reading of the normal terms", "reading")
+_K = Option("k", 4, _k, "K: the forget sample plus K-1 normal samples", "k", "k")
+_NORMAL_SOURCE = Option("normal_source", "random", _choice(NORMAL_SOURCES),
+                        "how the K-1 normal samples are chosen (random, tfidf or embedding nearest)")
+_EMBEDDING_MODEL = Option("embedding_model", None, _model_id,
+                          "model whose mean-pooled hidden states pick the embedding-nearest normal samples: None = the "
+                          "start model, or a hub id / local path of a sentence-embedding model", None, "emb_", neutral=None)
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -93,14 +111,13 @@ METHODS: dict[str, Method] = {
             Option("simnpo_retain_weight", 1.0, _non_negative, _RETAIN_HELP, "alpha", "rw"),
         ), "NPO without a reference: length-normalised NLL, plus retain NLL"),
         Method("sga", SmoothedGradientAscent, (
-            Option("reading", "gls", _choice(theory.READINGS), "sign reading of the normal terms", "reading"),
-            Option("rate", -0.4, _number, "smoothing rate r", "rate", "rate"),
-            Option("k", 4, _k, "K: the forget sample plus K-1 normal samples", "k", "k"),
-            Option("normal_source", "random", _choice(NORMAL_SOURCES), "how the K-1 normal samples are chosen (random, tfidf or embedding nearest)"),
+            _READING, Option("rate", -0.4, _number, "smoothing rate r", "rate", "rate"), _K, _NORMAL_SOURCE, _EMBEDDING_MODEL,
         ), "GA under a label smoothed over the forget sample and K-1 normal samples"),
+        Method("sga_adaptive", AdaptiveSGA, (_READING, _K, _NORMAL_SOURCE, _EMBEDDING_MODEL),
+               "SGA with r set every step from the measured gradients (r* moved into the first-order safe range)"),
     )
 }  # fmt: skip
-OPTION_KEYS: tuple[str, ...] = tuple(o.key for m in METHODS.values() for o in m.options)
+OPTION_KEYS: tuple[str, ...] = tuple(dict.fromkeys(o.key for m in METHODS.values() for o in m.options))
 
 
 def method(name: str) -> Method:
@@ -125,12 +142,16 @@ def check_options(name: str, params: Mapping[str, Any]) -> None:
             raise ValueError(f"{option.key} ({name}: {option.help}) {problem}.")
     if name == "sga":
         theory.check_rate(params["rate"], params["reading"], params["k"])
+    if name == "sga_adaptive" and params["k"] < 2:
+        raise ValueError(f"k (sga_adaptive) must be >= 2: the rate is chosen between the forget sample and its normal samples, got {params['k']}.")
 
 
 def run_options(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` without the options of the other methods (changing r does not invalidate a GA result)."""
-    own = {o.key for o in method(name).options}
-    return {key: value for key, value in params.items() if key not in OPTION_KEYS or key in own}
+    """``params`` without the options of the other methods (changing r does not invalidate a GA result)
+    and without own options at their neutral value."""
+    own = {o.key: o for o in method(name).options}
+    neutral = {key for key, o in own.items() if o.neutral is not NOT_NEUTRAL and params.get(key) == o.neutral}
+    return {key: value for key, value in params.items() if (key not in OPTION_KEYS or key in own) and key not in neutral}
 
 
 def make_loss(name: str, **options: Any) -> UnlearningLoss:

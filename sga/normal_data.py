@@ -7,7 +7,8 @@ samples (embedding similarity) or an external LLM. Offline, the sources offered 
 - ``tfidf``: the K-1 pool items nearest to the forget sample by TF-IDF cosine similarity
   (ties broken by pool order);
 - ``embedding``: the K-1 pool items nearest by cosine similarity of an embedding ``embed(texts)``
-  (the runs pass the start model's mean-pooled hidden states, :func:`sga.inference.mean_hidden_states`).
+  (the runs pass the start model's mean-pooled hidden states, :func:`sga.inference.mean_hidden_states`, or
+  with SGA's ``embedding_model`` a sentence-embedding model's, :func:`sga.inference.sentence_embedder`).
 """
 
 from __future__ import annotations

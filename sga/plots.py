@@ -118,3 +118,95 @@ def interval_plot(table: pd.DataFrame, keys: Sequence[tuple[str, str, str]]) -> 
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_yticks(positions, [str(label) for label in table.index])
     return fig
+
+
+def benchmark_paths(curves: Mapping[str, Mapping[str, Sequence[pd.DataFrame]]], axes_of: Mapping[str, Any],
+                    levels: Mapping[str, float]) -> plt.Figure:
+    """One panel per benchmark: each configuration's paths (one thin line per seed, forget against utility
+    from the target at epoch 0), and the reference model's forgetting as a dashed vertical line."""
+    fig, panels = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.4), squeeze=False)
+    for ax, (benchmark, by_label) in zip(panels[0], curves.items()):
+        spec = axes_of[benchmark]
+        for i, (label, seeds) in enumerate(by_label.items()):
+            for j, curve in enumerate(seeds):
+                ax.plot(curve["forget"], curve["utility"], "-", marker=".", ms=3, lw=1, alpha=0.75, color=f"C{i % 10}",
+                        label=label if j == 0 else None)
+        ax.axvline(levels[benchmark], ls="--", lw=1, color="k", label=f"{spec.reference} model's forgetting")
+        _forget_utility_panel(ax, benchmark, spec, f"{spec.forget_label} (lower: more forgotten)")
+    panels[0][0].legend(fontsize=6.5, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def pareto_panels(table: pd.DataFrame, axes_of: Mapping[str, Any], front: Mapping[str, Sequence[str]]) -> plt.Figure:
+    """Per benchmark, each configuration's end point (mean over seeds, with its intervals as error bars);
+    the labels in ``front[benchmark]`` (the Pareto front) are joined by a line."""
+    benchmarks = list(dict.fromkeys(table.index.get_level_values(0)))
+    fig, panels = plt.subplots(1, len(benchmarks), figsize=(5.2 * len(benchmarks), 4.4), squeeze=False)
+    for ax, benchmark in zip(panels[0], benchmarks):
+        spec, rows = axes_of[benchmark], table.loc[benchmark]
+        for i, (label, row) in enumerate(rows.iterrows()):
+            x, y = row["end_forget"], row["end_utility"]
+            xerr = [[x - row["end_forget lo"]], [row["end_forget hi"] - x]] if pd.notna(row["end_forget lo"]) else None
+            yerr = [[y - row["end_utility lo"]], [row["end_utility hi"] - y]] if pd.notna(row["end_utility lo"]) else None
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=2, color=f"C{i % 10}", label=label)
+        on = rows.loc[list(front[benchmark])].sort_values("end_forget")
+        ax.plot(on["end_forget"], on["end_utility"], "-", color="k", lw=1, alpha=0.6, label="Pareto front")
+        _forget_utility_panel(ax, benchmark, spec, f"{spec.forget_label} at the end")
+    panels[0][0].legend(fontsize=6.5, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _forget_utility_panel(ax: plt.Axes, benchmark: str, spec: Any, xlabel: str) -> None:
+    """Forgetting on x (reversed: more forgotten to the right), utility on y (log for perplexity)."""
+    ax.set(title=benchmark, xlabel=xlabel, ylabel=spec.utility_label)
+    if not spec.utility_higher:
+        ax.set_yscale("log")
+    ax.invert_xaxis()
+    ax.grid(alpha=0.3)
+
+
+def step_traces(traces: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], ylabel: str, log: bool = False) -> plt.Figure:
+    """One panel per benchmark: per label, one line per seed of a per-step quantity (e.g. adaptive SGA's
+    rate, the gradient norm)."""
+    fig, panels = plt.subplots(1, len(traces), figsize=(5.2 * len(traces), 3.6), squeeze=False)
+    for ax, (benchmark, by_label) in zip(panels[0], traces.items()):
+        for i, (label, seeds) in enumerate(by_label.items()):
+            for j, values in enumerate(seeds):
+                ax.plot(np.arange(1, len(values) + 1), values, lw=1, alpha=0.75, color=f"C{i % 10}", label=label if j == 0 else None)
+        ax.set(title=benchmark, xlabel="step", ylabel=ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    panels[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def rate_panels(table: pd.DataFrame, rates: Mapping[str, float], column: str, axes_of: Mapping[str, Any],
+                lines: Mapping[str, str] = {}) -> plt.Figure:
+    """Per benchmark, ``column`` (mean with its interval over seeds) of the fixed-rate configurations in ``rates``
+    (label -> r) against r; each label in ``lines`` (label -> legend text) drawn as a horizontal line."""
+    benchmarks = list(dict.fromkeys(table.index.get_level_values(0)))
+    fig, panels = plt.subplots(1, len(benchmarks), figsize=(4.6 * len(benchmarks), 3.6), squeeze=False)
+    for ax, benchmark in zip(panels[0], benchmarks):
+        rows = table.loc[benchmark]
+        present = [label for label in rates if label in rows.index]
+        x = np.array([rates[label] for label in present])
+        y = rows.loc[present, column].astype(float).to_numpy()
+        lo, hi = (rows.loc[present, f"{column} {end}"].astype(float).to_numpy() for end in ("lo", "hi"))
+        order = np.argsort(x)
+        ax.errorbar(x[order], y[order], yerr=[np.nan_to_num(y - lo, nan=0)[order], np.nan_to_num(hi - y, nan=0)[order]],
+                    fmt="o-", capsize=3, color="C6", label="SGA, fixed r")
+        for i, (label, text) in enumerate(lines.items()):
+            if label in rows.index and pd.notna(rows.loc[label, column]):
+                ax.axhline(float(rows.loc[label, column]), ls="--", lw=1, color=f"C{i % 10}", label=text)
+        spec = axes_of[benchmark]
+        ax.set(title=benchmark, xlabel="smoothing rate r (gls)", ylabel=f"{spec.utility_label} at equal forgetting")
+        if not spec.utility_higher:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    panels[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

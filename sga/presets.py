@@ -31,6 +31,11 @@ PRESET_NAMES: tuple[str, ...] = ("smoke", "mini", "paper")
 # keys that change nothing a run computes (display, or which runs a notebook makes): left out of a run's
 # identity (name, hash, cache)
 DISPLAY_ONLY: tuple[str, ...] = ("methods", "progress", "seeds", "budget_scan_epochs")
+# keys added after results existed, with the value at which a run is what it was before: at that value they
+# are left out of a run's identity too, so adding them invalidated no result
+NEUTRAL: dict[str, Any] = {"final_evaluation": True,
+                           # harry_potter: the target as given (not fine-tuned here), and that fine-tune's default settings
+                           "finetune_target": False, "target_finetune": {"epochs": 3, "lr": 2e-4, "batch_size": 4, "lora_rank": 16}}
 
 # ------------------------------------------------------------------ common to every benchmark
 COMMON: dict[str, Any] = {
@@ -53,6 +58,7 @@ COMMON: dict[str, Any] = {
     "eval_batch_size": 32,
     "eval_max_items": None,  # None: every item of each evaluation split
     "trajectory": False,  # also evaluate after every epoch (the benchmark's cheap reading), kept in the result
+    "final_evaluation": True,  # evaluate the finished model in full (False: with trajectory, its last reading is its end)
     # notebooks: the seeds of the runs compared with intervals (the world stays the same)
     "seeds": [0, 1, 2],
     # reproducibility: seed of a run (LoRA init, batch order, normal samples); world_seed of the data and tiny models
@@ -133,6 +139,11 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
             "general_source": EMBEDDED,  # WikiText-2 (Salesforce/wikitext) or a local copy: perplexity and the pool
             "target_model": EMBEDDED,  # trained (fine-tuned) on the books
             "reference_model": EMBEDDED,  # never saw the books (the retrain row the real setup lacks)
+            # True: the target is target_model QLoRA-fine-tuned here on the books' passages (both splits, no general
+            # text: the base's pretraining is its general text), merged and cached (sga.finetune); for a hub / local base
+            "finetune_target": False,
+            # that fine-tune: passes over the books, learning rate, passages per step (one forward), LoRA rank (alpha 2x)
+            "target_finetune": {"epochs": 3, "lr": 2e-4, "batch_size": 4, "lora_rank": 16},
             "template": "raw",  # leakage prompt format: the tiny models learned plain text (paper: soul / llama2_chat)
             "max_length": 128,  # tokens per training / unlearning sequence (BOS + a passage)
             "words_per_passage": 60,  # forget passages and general chunks (paper: 400)
@@ -165,9 +176,9 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
                 "tiny_training": {"epochs": 2, "lr": 3e-3, "batch_size": 16, "book_repeats": 1},
             },
             "mini": {},
-            # The FLAT / SOUL setting: OPT-2.7B fine-tuned on the books (no public checkpoint: set target_model to
-            # yours; the reference is the base model), passages of 400 words, prompts of 100 and 300 words,
-            # perplexity over WikiText-2 test in 2048-token windows (OPT's context, as lm-eval). The 12 GB plan,
+            # The FLAT / SOUL setting: OPT-2.7B fine-tuned on the books (no public checkpoint: fine-tuned here, below;
+            # the reference is the base model), passages of 400 words, prompts of 100 and 300 words, perplexity
+            # over WikiText-2 test in 2048-token windows (OPT's context, as lm-eval). The unlearning's 12 GB plan,
             # from the measured 7B figures (README, perf/results): NF4 + double quantisation, bf16 compute, LoRA
             # r=16, gradient checkpointing (common paper settings); a 400-word passage is about 530 tokens, and
             # forget_per_forward=1 puts one passage with its K-1 = 3 normal chunks (about 2100 tokens) in one
@@ -175,11 +186,23 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
             # 6.58 GiB); OPT-2.7B about 1.6 GiB + 1.5 GiB. Evaluation: eval_batch_size 4 keeps the float logits
             # of a 2048-token window (50272 words) near 1.6 GiB; greedy completions of up to 600 tokens keep a
             # KV cache of about 0.33 MiB (OPT-2.7B) / 0.5 MiB (7B) per token: 4 x 600 tokens at most 1.2 GiB.
+            # The target: facebook/opt-2.7b QLoRA-fine-tuned here on the books (finetune_target; or give your own
+            # fine-tuned checkpoint as target_model with finetune_target=False). Its 12 GB plan: NF4 + double
+            # quantisation, bf16 compute, gradient checkpointing (the common paper settings), LoRA r=16 on all linear
+            # layers (23.6M parameters; fp32 weights, gradients and AdamW moments: 0.35 GiB); 4 passages of ~530
+            # tokens per step, one forward of ~2100 tokens, the unlearning forward's shape: about 1.6 GiB of weights
+            # + 0.35 + 1.5 GiB of activations + ~1 GiB of float logits (50272 words) and their gradient, ~4.5 GiB;
+            # Llama-2-7B (template llama2_chat): the measured GA step of 4 x 512 tokens, 6.4 GiB. The adapter is
+            # merged on the CPU into the bf16 base (5.0 GiB of RAM for OPT-2.7B, 12.6 GiB for 7B; the GPU holds
+            # nothing then) and kept as a bf16 checkpoint (5.4 GB / 13.5 GB of disk). lr 2e-4 at r=16 is the
+            # alignment-handbook QLoRA recipe (as in TOFU's paper preset); 3 epochs is a guess: compare the target
+            # row's leakage with the reference's before unlearning, and raise target_finetune epochs if it is low.
             "paper": {
                 "data_source": "muse-bench/MUSE-Books",
                 "general_source": "Salesforce/wikitext",
-                "target_model": "facebook/opt-2.7b",  # replace with your OPT-2.7B fine-tuned on the books
+                "target_model": "facebook/opt-2.7b",  # the base, fine-tuned on the books here (finetune_target)
                 "reference_model": "facebook/opt-2.7b",
+                "finetune_target": True,
                 "template": "soul",  # SOUL / FLAT's non-Llama prompt; llama2_chat for Llama-2-7B
                 "max_length": 1024,
                 "words_per_passage": 400,
@@ -319,6 +342,11 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     # harry_potter
     "general_source": _kind(str),
     "reference_model": _kind(str),
+    "finetune_target": _kind(bool),
+    "target_finetune": lambda v: next((f"{key} {problem}" for key, check in
+                                       (("epochs", _int(1)), ("lr", _positive()), ("batch_size", _int(1)), ("lora_rank", _int(1)))
+                                       if (problem := check(v.get(key)))), None) if isinstance(v, dict)
+    else f"must be a dict of epochs, lr, batch_size and lora_rank, got {v!r}",
     "words_per_passage": _int(2),
     "prompt_lengths": lambda v: None if isinstance(v, (list, tuple)) and v and all(_int(1)(x) is None for x in v)
     else f"must be a non-empty list of prompt lengths in words (integers >= 1), got {v!r}",
@@ -331,6 +359,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     else f"must be a list of finite SGA smoothing rates (possibly empty), got {v!r}",
     "exclude_eval_from_pool": _kind(bool),
     "trajectory": _kind(bool),
+    "final_evaluation": _kind(bool),
     "path_rouge_items": _int(1),
     "budget_scan_epochs": _int(1),
     "seeds": lambda v: None if isinstance(v, list) and v and all(_int(0)(s) is None for s in v) else f"must be a non-empty list of seeds, got {v!r}",
@@ -403,6 +432,9 @@ def check(params: Mapping[str, Any]) -> None:
             raise ValueError(f"Parameter {key} {problem}.")
     for name in methods.METHODS:
         methods.check_options(name, params)
+    if params.get("finetune_target") and params.get("target_model") == EMBEDDED:
+        raise ValueError("finetune_target fine-tunes target_model on the books: give the base model's hub id or local "
+                         "path as target_model (the embedded target is trained on them already).")
     models = [params[key] for key in block["sources"] if key.endswith("_model")]
     if EMBEDDED in models and len(set(models)) > 1:
         raise ValueError(f"Use 'embedded' for every model ({', '.join(k for k in block['sources'] if k.endswith('_model'))}) "
@@ -439,14 +471,11 @@ def _merge(params: dict[str, Any], layer: Mapping[str, Any], benchmark: str, str
 # ------------------------------------------------------------------ notebook 01's settings (not a benchmark)
 # n_random_checks = random gradient pairs per (reading, K) in the brute-force check; brute_grid = its grid size;
 # toy_steps = steps per toy run; sweep_points = fixed rates per reading in the toy sweep; toy_seeds = toy
-# problems in that sweep; tofu_rates = fixed "gls" rates of the SGA grid on the TOFU preset of the same name
+# problems in that sweep (notebook 05 has the grids of fixed rates on the benchmarks)
 THEORY: dict[str, dict[str, Any]] = {
-    "smoke": {"n_random_checks": 20, "brute_grid": 201, "toy_steps": 40, "sweep_points": 5, "toy_seeds": 2,
-              "tofu_rates": [-0.4, 0.0]},
-    "mini": {"n_random_checks": 300, "brute_grid": 801, "toy_steps": 300, "sweep_points": 17, "toy_seeds": 5,
-             "tofu_rates": [-1.0, -0.4, 0.0, 0.4, 1.0]},
-    "paper": {"n_random_checks": 1000, "brute_grid": 801, "toy_steps": 300, "sweep_points": 33, "toy_seeds": 10,
-              "tofu_rates": [-1.0, -0.7, -0.4, -0.2, 0.0, 0.2, 0.4, 0.7, 1.0]},
+    "smoke": {"n_random_checks": 20, "brute_grid": 201, "toy_steps": 40, "sweep_points": 5, "toy_seeds": 2},
+    "mini": {"n_random_checks": 300, "brute_grid": 801, "toy_steps": 300, "sweep_points": 17, "toy_seeds": 5},
+    "paper": {"n_random_checks": 1000, "brute_grid": 801, "toy_steps": 300, "sweep_points": 33, "toy_seeds": 10},
 }
 
 

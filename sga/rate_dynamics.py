@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sga import theory
-from sga.inference import mean_hidden_states, model_device, sequence_nll, to_device
+from sga.inference import model_device, sequence_nll, to_device
 from sga.optim import optimizer_step, trainable_parameters
 from sga.prompts import Example, collate, encode_examples
 from sga.unlearn import epoch_batches
@@ -87,7 +87,7 @@ def measure_rate_dynamics(
                       "ff": ff, "fn": fn, "nn": nn, "cosine": fn / math.sqrt(ff * nn) if ff * nn > 0 else float("nan")}
             for name in theory.READINGS:
                 record[f"r_star_{name}"] = theory.optimal_rate_from_gram(ff, fn, nn, k, name)
-                f_vec, n_vec = _gram_vectors(ff, fn, nn)
+                f_vec, n_vec = theory.gram_vectors(ff, fn, nn)
                 safe = theory.first_order_safe_range(f_vec, n_vec, k, name)
                 record[f"safe_lo_{name}"] = safe.lo if safe else float("nan")
                 record[f"safe_hi_{name}"] = safe.hi if safe else float("nan")
@@ -99,23 +99,16 @@ def measure_rate_dynamics(
     return records
 
 
-def _gram_vectors(ff: float, fn: float, nn: float) -> tuple[np.ndarray, np.ndarray]:
-    """Two 2-D vectors with the given inner products (the safe range depends on nothing else)."""
-    f = np.array([math.sqrt(ff), 0.0])
-    along = fn / f[0] if f[0] > 0 else 0.0
-    return f, np.array([along, math.sqrt(max(nn - along**2, 0.0))])
-
-
 def measure_along_run(world, **overrides) -> list[dict[str, float]]:
     """:func:`measure_rate_dynamics` along an SGA run of a prepared world (:mod:`sga.experiment`), from its
     4-bit target with a fresh LoRA adapter and the normal samples the world's SGA runs use."""
-    from sga.experiment import extra_index, free, run_params, start_model
+    from sga.experiment import extra_index, free, normal_embedder, run_params, start_model
     from sga.methods import method
 
     params = run_params(world, "sga", **overrides)
     model = start_model(world.models["target"], params)
-    embed = lambda texts: mean_hidden_states(model, world.tokenizer, texts, params["max_length"], params["eval_batch_size"])  # noqa: E731
-    normal_index = extra_index(method("sga").build(params), params, world.forget, world.pool, embed)
+    loss = method("sga").build(params)
+    normal_index = extra_index(loss, params, world.forget, world.pool, normal_embedder(model, world.tokenizer, loss, params))
     records = measure_rate_dynamics(model, world.tokenizer, world.forget, world.pool, normal_index, params)
     free(model)
     return records

@@ -340,6 +340,35 @@ def safe_optimal_rate(
     return float(min(max(optimal_rate(g_f, g_normal_mean, k, reading), safe.lo), safe.hi))
 
 
+def gram_vectors(ff: float, fn: float, nn: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two 2-D vectors (g_f, ḡ) with the inner products ff, fn, nn: every rate quantity here depends on
+    the gradients only through them, so a model's gradients can be replaced by these."""
+    f = np.array([math.sqrt(ff), 0.0])
+    along = fn / f[0] if f[0] > 0 else 0.0
+    return f, np.array([along, math.sqrt(max(nn - along**2, 0.0))])
+
+
+def adaptive_rate(ff: float, fn: float, nn: float, k: float, reading: Reading = "gls") -> tuple[float, bool]:
+    """The rate of adaptive SGA for one step, from the gradients' inner products, and whether it is safe.
+
+    r* (``optimal_rate_from_gram``) moved to the nearest point of the first-order safe range within the
+    reading's valid range (``safe_optimal_rate`` with ``clip=True``); when that range is empty, r* clipped
+    to the valid range, flagged unsafe; when r has no effect on the step (b = 0), r = 0, flagged unsafe.
+    Open ends (the gls bound K/(K-1), the strict forget condition) are approached to within 1e-9.
+    """
+    f_vec, n_vec = gram_vectors(ff, fn, nn)
+    try:
+        star = optimal_rate_from_gram(ff, fn, nn, k, reading)
+    except ValueError:
+        return 0.0, False
+    safe = first_order_safe_range(f_vec, n_vec, k, reading, clip=True)
+    interval, is_safe = (safe, True) if safe is not None else (rate_interval(reading, k), False)
+    inset = 1e-9 * (1.0 + abs(star))
+    lo = interval.lo if interval.lo_closed else interval.lo + inset
+    hi = interval.hi if interval.hi_closed else interval.hi - inset
+    return float(min(max(star, lo), hi)), is_safe
+
+
 def brute_force_rate(
     objective: Callable[[float], float], lo: float, hi: float, grid_size: int = 2001
 ) -> float:

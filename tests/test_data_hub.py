@@ -157,3 +157,14 @@ def test_parquet_writer_accepts_hub_config_names_with_hyphens_and_dots(tmp_path)
     repo = write_parquet_repo(tmp_path / "wikitext", {"wikitext-2-raw-v1": {"test": [{"text": "a"}], "v1.1": [{"text": "b"}]}})
     assert hub_configs(repo) == ("wikitext-2-raw-v1",)
     assert load_hub_dataset(str(repo), "wikitext-2-raw-v1", split="v1.1", cache_dir=tmp_path / "cache")["text"] == ["b"]
+
+
+def test_two_local_repos_of_one_layout_never_share_a_cache(tmp_path):
+    """Two directories with the same README configs (the mini and smoke worlds) load their own rows, in any order,
+    and nothing is left in a shared datasets cache that parallel loads could race on."""
+    first = write_parquet_repo(tmp_path / "a" / "books", {"raw": {"forget": [{"text": "one"}, {"text": "two"}]}})
+    second = write_parquet_repo(tmp_path / "b" / "books", {"raw": {"forget": [{"text": "three"}]}})
+    cache = tmp_path / "cache"
+    for repo, rows in ((first, ["one", "two"]), (second, ["three"]), (first, ["one", "two"])):
+        assert load_hub_dataset(str(repo), "raw", split="forget", cache_dir=cache)["text"] == rows
+    assert not cache.exists() or not any(cache.iterdir())

@@ -13,14 +13,14 @@ else:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+CONDA_NAMES = {"pytorch": "torch", "ray-client": "ray"}  # conda-forge name -> PyPI name (ray-client: ray[client])
 SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)\s*(.*)$")
 
 
 def parse(spec: str) -> tuple[str, str]:
     name, bound = SPEC.match(spec.strip()).groups()
     name = name.lower().replace("_", "-")
-    return CONDA_NAMES.get(name, name), bound.replace(" ", "")
+    return CONDA_NAMES.get(name, name), re.sub(r"^\[[^\]]*\]", "", bound.replace(" ", ""))  # extras: the conda name says them
 
 
 def test_environment_yml_matches_pyproject():

@@ -57,7 +57,7 @@ def test_run_overrides_are_checked_like_a_preset(overrides, match):
 
 
 def test_unknown_method_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga'\]"):
+    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga', 'sga_adaptive'\]"):
         run_params(FakeWorld(PARAMS), "gd")
 
 
@@ -73,3 +73,17 @@ def test_cached_result_is_reused_unless_overwrite(tmp_path):
     assert cached_result(path, compute)["value"] == 1 and len(calls) == 1
     assert cached_result(path, compute, overwrite=True)["value"] == 2
     assert "environment" in cached_result(path, compute)
+
+
+def test_final_evaluation_is_neutral_at_its_default_and_needs_a_trajectory():
+    from sga.experiment import reference_params
+
+    world = FakeWorld(PARAMS)
+    full = run_params(world, "ga")
+    assert "final_evaluation" not in full  # the default leaves the run's identity (and every earlier result) as it was
+    assert run_params(world, "ga", final_evaluation=False, trajectory=True)["final_evaluation"] is False
+    with pytest.raises(ValueError, match="needs trajectory=True"):
+        run_params(world, "ga", final_evaluation=False, trajectory=False)
+    reference_world = FakeWorld({**PARAMS, "final_evaluation": False})
+    world.models = reference_world.models = {"target": "t", "retain": "r"}
+    assert reference_params(reference_world, "target") == reference_params(world, "target")  # references always evaluate in full

@@ -53,7 +53,7 @@ def test_rate_ranges_and_readings():
         make_loss("sga", rate=1.4, k=4)
     with pytest.raises(ValueError, match="choose one of"):
         check_rate(0.1, "other")
-    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga'\]"):
+    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga', 'sga_adaptive'\]"):
         make_loss("rmu")
 
 
@@ -138,3 +138,27 @@ def test_sga_equals_graddiff_with_its_weights_on_the_same_normal_samples(tiny_ll
         sga, _ = make_loss("sga", rate=rate, k=4, reading=reading)(tiny_llama, batch)
         graddiff, _ = make_loss("graddiff", gamma=gamma, alpha=alpha)(tiny_llama, batch)
         assert sga.item() == pytest.approx(graddiff.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("reading", ["gls", "descent"])
+def test_adaptive_sga_steps_along_sga_at_the_safe_optimal_rate(tiny_llama, tiny_tokenizer, reading):
+    """Adaptive SGA's gradient is SGA's at r_t, and r_t is r* moved into the safe range of the measured gradients."""
+    import numpy as np
+
+    from sga import theory
+
+    forget, normal = QA[:2], [QA[2], QA[3], QA[4], QA[5], QA[3], QA[4]]
+    params = [p for p in tiny_llama.parameters() if p.requires_grad]
+    loss, logs = make_loss("sga_adaptive", k=4, reading=reading)(tiny_llama, fused(tiny_tokenizer, forget, normal))
+    grads = torch.autograd.grad(loss, params)
+    fixed, _ = make_loss("sga", rate=logs["rate"], k=4, reading=reading)(tiny_llama, fused(tiny_tokenizer, forget, normal))
+    assert loss.item() == pytest.approx(fixed.item(), rel=1e-5)
+    for got, want in zip(grads, torch.autograd.grad(fixed, params)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+    def flat_grad(examples):  # independently: each set's mean NLL on its own batch
+        nll = sequence_nll(tiny_llama, collate([encode(tiny_tokenizer, e, "phi") for e in examples], tiny_tokenizer.pad_token_id)).mean()
+        return np.concatenate([g.detach().double().ravel().numpy() for g in torch.autograd.grad(nll, params)])
+
+    expected = theory.safe_optimal_rate(flat_grad(forget), flat_grad(normal), 4, reading, clip=True)
+    assert logs["safe"] == 1.0 and logs["rate"] == pytest.approx(expected, rel=1e-4, abs=1e-6)

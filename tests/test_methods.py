@@ -10,8 +10,11 @@ PARAMS = resolve("tofu", "smoke")
 
 
 def test_option_keys_are_unique_and_defaults_are_valid():
-    keys = [o.key for m in methods.METHODS.values() for o in m.options]
-    assert len(keys) == len(set(keys)) and set(keys) == set(methods.OPTION_KEYS)
+    by_key = {}
+    for m in methods.METHODS.values():
+        for o in m.options:  # a key several methods share (SGA's reading, k, normal source) is one option
+            assert by_key.setdefault(o.key, o) is o
+    assert list(by_key) == list(methods.OPTION_KEYS)
     for name in methods.METHODS:
         methods.check_options(name, {**PARAMS, **methods.option_defaults()})
 
@@ -51,3 +54,27 @@ def test_run_options_drop_the_other_methods_options():
     assert "npo_beta" in own and "rate" not in own and "graddiff_forget_weight" not in own and own["lr"] == PARAMS["lr"]
     with pytest.raises(ValueError, match="choose one of"):
         methods.run_options("gd", PARAMS)
+
+
+def test_an_option_at_its_neutral_value_leaves_the_run_identity_unchanged():
+    from sga.methods import Method, Option, run_options
+    from sga.losses import GradientAscent
+
+    extra = Option("extra_thing", None, lambda v: None, "a later option", neutral=None)
+    spec = Method("ga_x", GradientAscent, (extra,))
+    methods.METHODS["ga_x"] = spec
+    try:
+        base = {"lr": 1.0}
+        assert run_options("ga_x", {**base, "extra_thing": None}) == base
+        assert run_options("ga_x", {**base, "extra_thing": "m"}) == {**base, "extra_thing": "m"}
+    finally:
+        del methods.METHODS["ga_x"]
+
+
+def test_adaptive_sga_options_and_checks():
+    loss = methods.method("sga_adaptive").build({**PARAMS, "k": 3, "reading": "descent"})
+    assert (loss.k, loss.reading, loss.extra_per_forget()) == (3, "descent", 2)
+    own = methods.run_options("sga_adaptive", {**PARAMS, **methods.option_defaults()})
+    assert "rate" not in own and {"reading", "k", "normal_source"} <= set(own)
+    with pytest.raises(ValueError, match="must be >= 2"):
+        methods.check_options("sga_adaptive", {**PARAMS, **methods.option_defaults(), "k": 1})

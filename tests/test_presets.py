@@ -69,7 +69,7 @@ def test_every_preset_key_is_a_notebook_parameter(notebook, benchmark):
 
 
 def test_theory_settings():
-    assert presets.theory_settings("mini")["tofu_rates"] == [-1.0, -0.4, 0.0, 0.4, 1.0]
+    assert presets.theory_settings("mini") == {"n_random_checks": 300, "brute_grid": 801, "toy_steps": 300, "sweep_points": 17, "toy_seeds": 5}
     with pytest.raises(ValueError, match="choose one of"):
         presets.theory_settings("huge")
 

@@ -322,3 +322,27 @@ def test_toy_gradient_ascent_raises_forget_loss():
     assert history["forget_accuracy"][-1] < history["forget_accuracy"][0]
     with pytest.raises(ValueError, match="'dynamic'"):
         theory.run_toy_unlearning(problem, "best")
+
+
+@pytest.mark.parametrize(
+    "gram,k,reading,expected",
+    [
+        ((1.0, 0.0, 1.0), 4, "gls", (0.0, True)),  # r* = 2/3 raises the normal loss; the safe range is r <= 0
+        ((1.0, 0.5, 1.0), 4, "gls", (-4 / 3, True)),  # learn the normal data just enough: <ḡ, d> = 0.5 + 0.375 r = 0
+        ((1.0, 2.0, 5.0), 4, "gls", (-8 / 9, True)),  # safe (-4/3, -8/9]; r* = -2/3 lies above it
+        ((20.0, 1.0, 0.1), 2, "descent", (1.0, False)),  # safe needs r >= 1.82 > 1: none in [0, 1]; r* = 1.90 clipped
+        ((1.0, 1.0, 1.0), 4, "gls", (0.0, False)),  # ḡ = g_f: r changes nothing
+    ],
+)
+def test_adaptive_rate_exact(gram, k, reading, expected):
+    rate, safe = theory.adaptive_rate(*gram, k, reading)
+    assert rate == pytest.approx(expected[0], abs=1e-8) and safe is expected[1]
+    if safe:  # first order: the step does not raise the normal loss and raises the forget loss
+        f_vec, n_vec = theory.gram_vectors(*gram)
+        forget_change, normal_change = theory.first_order_loss_changes(f_vec, n_vec, rate, k, reading)
+        assert forget_change > 0 and normal_change <= 1e-9
+
+
+def test_gram_vectors_have_the_inner_products():
+    f, n = theory.gram_vectors(4.0, -1.5, 2.0)
+    assert (f @ f, f @ n, n @ n) == pytest.approx((4.0, -1.5, 2.0))

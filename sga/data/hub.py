@@ -34,18 +34,19 @@ def load_hub_dataset(
 ) -> datasets.Dataset:
     """Load ``config``/``split`` from a hub id (e.g. ``"locuslab/TOFU"``) or a local hub-layout directory.
 
-    ``cache_dir`` is handed to ``datasets.load_dataset`` (``None``: the datasets default cache).
+    ``cache_dir`` is handed to ``datasets.load_dataset`` for a hub id (``None``: the datasets default cache); a
+    local directory is read into memory through a private cache that is removed afterwards.
     """
     local = Path(source).expanduser()
     if local.is_dir():
         valid = hub_configs(local)
         if config not in valid:
             raise ValueError(f"Unknown config {config!r} in {local}; valid configs: {list(valid)}.")
-        # datasets keys its cache for a local repository on the README configs, not on the files' contents,
-        # so a directory rewritten in place would load stale rows: always rebuild (cheap at these sizes).
-        return datasets.load_dataset(
-            str(local), config, split=split, cache_dir=cache_dir, download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD
-        )
+        # datasets keys its cache for a local repository on its name and README configs, not on the files'
+        # contents or place, so two directories of one layout (the mini and smoke worlds, read by parallel
+        # sweep tasks) would share, and race on, one cache entry: build each load in a private cache, in memory.
+        with tempfile.TemporaryDirectory(prefix="sga-datasets-") as private:
+            return datasets.load_dataset(str(local), config, split=split, cache_dir=private, keep_in_memory=True)
     try:
         return datasets.load_dataset(source, config, split=split, cache_dir=cache_dir)
     except (ConnectionError, LocalEntryNotFoundError) as error:

@@ -11,7 +11,11 @@ The world:
   SimNPO and SGA's pool of K-1 normal samples per forget chunk. The held-out ``test`` articles are never in it.
 - **models**: ``target`` (trained on the books: the saga plus the general text in the embedded world) and
   ``reference`` (never saw the books: general text only in the embedded world, the base model in ``paper``).
-  The real setup has no retrain model; the reference plays that row's part.
+  The real setup has no retrain model; the reference plays that row's part. With ``finetune_target`` (``paper``)
+  the target is ``target_model`` QLoRA-fine-tuned here on the books, as FLAT / SOUL's targets are (the base
+  fine-tuned on the books' text): the passages of both splits, and no general text (the pretrained base has
+  seen its general text; the tiny target needs it because it starts from scratch), merged and cached by
+  :func:`sga.finetune.finetune_cached`.
 
 Evaluation (:func:`evaluate`): leakage, i.e. greedy completions of the forget passages' prompts (an instruction
 and the first k words, k in ``prompt_lengths``) scored with BLEU and ROUGE-L recall against the true rest
@@ -39,6 +43,7 @@ from sga.data.harry_potter import INSTRUCTIONS, MUSE_DIR, SPLITS, generate_harry
 from sga.data.wikitext import WIKITEXT_CONFIG, generate_wikitext, load_wikitext
 from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer, generated_data
 from sga.experiment import Benchmark, World, WorldParts, reference, run_method  # noqa: F401 (the notebook's steps)
+from sga.finetune import finetune_cached
 from sga.metrics.harry_potter import completion_leakage
 from sga.metrics.perplexity import perplexity
 from sga.models import load_tokenizer
@@ -48,7 +53,8 @@ from sga.prompts import Text
 
 _COLORS = {"reference": "C8", "simnpo": "C9"}  # beside sga.plots.COLORS (target, retain, ga, graddiff, kl, npo, sga)
 COLLAPSE_FACTOR = 10.0  # collapsed: general-text word perplexity above this multiple of the reference model's
-_WORLD_KEYS = ("data_source", "general_source", "target_model", "reference_model", "words_per_passage",
+_WORLD_KEYS = ("data_source", "general_source", "target_model", "reference_model", "finetune_target", "target_finetune",
+               "words_per_passage",
                "prompt_lengths", "data", "tiny_model", "tiny_training", "world_seed", "template", "max_length",
                "cpu_threads")
 
@@ -116,18 +122,24 @@ def _tiny_models(params: Mapping[str, Any], data: Mapping[str, Any], cache_dir: 
 
 
 def load(params: Mapping[str, Any], cache_dir: Path) -> WorldParts:
-    """The data, the forget chunks and general pool, the tokenizer and the target / reference model sources."""
-    if params["target_model"] != EMBEDDED and params["target_model"] == params["reference_model"]:
+    """The data, the forget chunks and general pool, the tokenizer and the target / reference model sources
+    (with ``finetune_target``, the target is ``target_model`` fine-tuned on the books here, cached)."""
+    finetune = params.get("finetune_target", False)
+    if params["target_model"] != EMBEDDED and params["target_model"] == params["reference_model"] and not finetune:
         raise ValueError(
             f"target_model and reference_model are both {params['target_model']!r}. The target must be a model "
             "fine-tuned on the books (no such checkpoint is public): pass target_model=<hub id or local folder of "
-            "your fine-tuned checkpoint>; the reference is the model that never saw them (e.g. facebook/opt-2.7b)."
+            "your fine-tuned checkpoint>, or finetune_target=True to fine-tune target_model on the books here; the "
+            "reference is the model that never saw them (e.g. facebook/opt-2.7b)."
         )
     data = load_data(params, cache_dir)
     if params["target_model"] == EMBEDDED:
         tokenizer, target, ref = _tiny_models(params, data, cache_dir)
     else:
         tokenizer, target, ref = load_tokenizer(params["target_model"]), params["target_model"], params["reference_model"]
+        if finetune:
+            books = [Text(p) for p in data["passages"] + data["domain_passages"]]
+            target = finetune_cached(target, books, params, cache_dir, name="hp-target-finetuned")
     forget = [Text(p) for p in data["passages"]]
     pool = [Text(c) for c in data["general_chunks"]]
     return WorldParts(data, forget, pool, tokenizer, {"target": target, "reference": ref})
