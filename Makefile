@@ -1,6 +1,7 @@
 # Two entry points, each doing its own set-up on a fresh machine:
 #   make run    every notebook on the embedded default (mini preset), writing figures/ and the executed notebooks
 #   make test   unit tests plus every notebook under nbval with the smoke preset
+#   make validate  strict nbval of the committed mini notebooks (after make run on the same machine)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 RUN_ORDER := $(filter notebooks/02_%,$(NOTEBOOKS)) $(filter-out notebooks/02_%,$(NOTEBOOKS))
 NBVAL_DIR := build/nbval
 
-.PHONY: setup run test test-gpu clean
+.PHONY: setup run test validate test-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +34,9 @@ test: setup
 		$(PY) -m papermill --prepare-only $$nb $(NBVAL_DIR)/$$(basename $$nb) -p preset smoke -k python3 --log-level WARNING || exit 1; \
 	done
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests $(NBVAL_DIR) --nbval-lax --nbval-current-env -p no:cacheprovider
+
+validate: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval $(NOTEBOOKS) --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
 
 test-gpu: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -m gpu
