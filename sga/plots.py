@@ -19,12 +19,15 @@ def model_color(label: str, position: int) -> str:
     return COLORS.get(label, f"C{(len(COLORS) + position) % 10}")
 
 
-def save_figure(fig: plt.Figure, figures_dir: str | Path, notebook: int, name: str) -> Path:
-    """Save ``fig`` as ``figures_dir/NN-name.png`` (NN = the notebook's number) and return the path."""
+def save_figure(fig: plt.Figure, figures_dir: str | Path, notebook: int, name: str) -> None:
+    """Save ``fig`` as ``figures_dir/NN-name.png`` (NN = the notebook's number).
+
+    Returns nothing, so that a notebook cell ending with it shows only the figure: a cell's trailing ``;`` hides a
+    return value under papermill and Jupyter, but not under nbval, whose strict comparison would then see an extra output.
+    """
     path = Path(figures_dir) / f"{notebook:02d}-{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    return path
 
 
 def training_curves(results: Mapping[str, Mapping[str, Any]], title: str = "") -> plt.Figure:

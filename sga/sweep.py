@@ -6,7 +6,7 @@ preset, so its result JSON is the one a notebook would write for the same parame
 name: identical runs are never recomputed, whether a notebook or an earlier sweep made them.
 
     points = [Point("tofu", "GA", "ga", seed) for seed in (0, 1, 2)]
-    failures = run_sweep(points, "mini", cache_dir, output_dir, executor="ray")  # only the missing runs
+    report = run_sweep(points, "mini", cache_dir, output_dir, executor="ray")  # only the missing runs
     results = collect(points, "mini", cache_dir, output_dir)                    # {point: result}
 """
 

@@ -13,8 +13,9 @@ SUMMARY = {"forget_quality": 1e-3, "model_utility": 0.6, "forget_ks_d": 0.4}
 
 def test_save_figure_names_files_by_notebook_number(tmp_path):
     fig = plots.training_curves({"ga": {"log": LOG}})
-    path = plots.save_figure(fig, tmp_path / "figures", 2, "tofu-curves")
-    assert path == tmp_path / "figures" / "02-tofu-curves.png" and path.stat().st_size > 0
+    assert plots.save_figure(fig, tmp_path / "figures", 2, "tofu-curves") is None
+    path = tmp_path / "figures" / "02-tofu-curves.png"
+    assert [p.name for p in (tmp_path / "figures").iterdir()] == [path.name] and path.stat().st_size > 0
 
 
 def test_a_method_has_the_same_colour_in_every_figure():
