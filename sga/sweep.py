@@ -12,6 +12,7 @@ name: identical runs are never recomputed, whether a notebook or an earlier swee
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from dataclasses import dataclass, field
@@ -106,9 +107,10 @@ def _module(benchmark: str):
     return importlib.import_module(BENCHMARK_MODULES[benchmark])
 
 
+@functools.lru_cache(maxsize=None)
 def world(benchmark: str, preset: str, cache_dir: str | Path, output_dir: str | Path) -> World:
     """The benchmark's world of ``preset`` with the preset's own parameters (those of its notebook at its defaults),
-    progress bars off."""
+    progress bars off; prepared once per process (``run_sweep``, ``collect`` and a notebook share it)."""
     params = presets.resolve(benchmark, preset, progress=False)
     return _module(benchmark).prepare(params, cache_dir, output_dir)
 
@@ -186,12 +188,9 @@ def run_sweep(
 
 def collect(points: Iterable[Point], preset: str, cache_dir: str | Path, output_dir: str | Path) -> dict[Point, dict[str, Any]]:
     """The result of each point that has one (a point whose run failed or is missing is left out)."""
-    worlds: dict[str, World] = {}
     results = {}
     for point in points:
-        if point.benchmark not in worlds:
-            worlds[point.benchmark] = world(point.benchmark, preset, cache_dir, output_dir)
-        path = result_path(worlds[point.benchmark], point)
+        path = result_path(world(point.benchmark, preset, cache_dir, output_dir), point)
         if path.exists():
             results[point] = read_json(path)
     return results
