@@ -119,7 +119,7 @@ def run_params(world: World, method_name: str, **overrides: Any) -> dict[str, An
     unknown = sorted(set(params) - set(world.params))
     if unknown:
         raise ValueError(f"Unknown parameters {unknown}; valid ones: {sorted(world.params)}.")
-    presets.check(params)
+    presets.check(params, (method_name,))  # the other methods' options are dropped below
     run = identity(run_options(method_name, params))
     run["method"] = method_name
     if not run.get("final_evaluation", True) and not run["trajectory"]:

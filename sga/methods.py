@@ -133,13 +133,16 @@ def option_defaults() -> dict[str, Any]:
     return {o.key: o.default for m in METHODS.values() for o in m.options}
 
 
-def check_options(name: str, params: Mapping[str, Any]) -> None:
-    """Raise a ValueError if any option of method ``name`` in ``params`` is invalid (SGA: also r against its range)."""
+def check_options(name: str, params: Mapping[str, Any], combined: bool = True) -> None:
+    """Raise a ValueError if any option of method ``name`` in ``params`` is invalid; with ``combined``, also the
+    options against each other (SGA: r in its reading's range at K; adaptive SGA: K >= 2)."""
     spec = method(name)
     for option in spec.options:
         problem = option.check(params[option.key])
         if problem:
             raise ValueError(f"{option.key} ({name}: {option.help}) {problem}.")
+    if not combined:
+        return
     if name == "sga":
         theory.check_rate(params["rate"], params["reading"], params["k"])
     if name == "sga_adaptive" and params["k"] < 2:

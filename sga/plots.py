@@ -152,7 +152,7 @@ def pareto_panels(table: pd.DataFrame, axes_of: Mapping[str, Any], front: Mappin
             x, y = row["end_forget"], row["end_utility"]
             xerr = [[x - row["end_forget lo"]], [row["end_forget hi"] - x]] if pd.notna(row["end_forget lo"]) else None
             yerr = [[y - row["end_utility lo"]], [row["end_utility hi"] - y]] if pd.notna(row["end_utility lo"]) else None
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=2, color=f"C{i % 10}", label=label)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="osD^v"[i // 10 % 5], ms=5, capsize=2, color=f"C{i % 10}", label=label)
         on = rows.loc[list(front[benchmark])].sort_values("end_forget")
         ax.plot(on["end_forget"], on["end_utility"], "-", color="k", lw=1, alpha=0.6, label="Pareto front")
         _forget_utility_panel(ax, benchmark, spec, f"{spec.forget_label} at the end")
@@ -187,29 +187,57 @@ def step_traces(traces: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], y
     return fig
 
 
-def rate_panels(table: pd.DataFrame, rates: Mapping[str, float], column: str, axes_of: Mapping[str, Any],
+def rate_panels(table: pd.DataFrame, rates: Mapping[str, Mapping[str, float]], column: str, axes_of: Mapping[str, Any],
                 lines: Mapping[str, str] = {}) -> plt.Figure:
-    """Per benchmark, ``column`` (mean with its interval over seeds) of the fixed-rate configurations in ``rates``
-    (label -> r) against r; each label in ``lines`` (label -> legend text) drawn as a horizontal line."""
+    """Per reading (rows) and benchmark (columns), ``column`` (mean with its interval over seeds) of the fixed-rate
+    configurations in ``rates[reading]`` (label -> r) against r; each label in ``lines`` (label -> legend text)
+    drawn as a horizontal line."""
     benchmarks = list(dict.fromkeys(table.index.get_level_values(0)))
-    fig, panels = plt.subplots(1, len(benchmarks), figsize=(4.6 * len(benchmarks), 3.6), squeeze=False)
+    fig, panels = plt.subplots(len(rates), len(benchmarks), figsize=(4.6 * len(benchmarks), 3.6 * len(rates)), squeeze=False)
+    for row_panels, (reading, by_label) in zip(panels, rates.items()):
+        for ax, benchmark in zip(row_panels, benchmarks):
+            rows = table.loc[benchmark]
+            present = [label for label in by_label if label in rows.index]
+            x = np.array([by_label[label] for label in present])
+            y = rows.loc[present, column].astype(float).to_numpy()
+            lo, hi = (rows.loc[present, f"{column} {end}"].astype(float).to_numpy() for end in ("lo", "hi"))
+            order = np.argsort(x)
+            ax.errorbar(x[order], y[order], yerr=[np.nan_to_num(y - lo, nan=0)[order], np.nan_to_num(hi - y, nan=0)[order]],
+                        fmt="o-", capsize=3, color="C6", label="SGA, fixed r")
+            for i, (label, text) in enumerate(lines.items()):
+                if label in rows.index and pd.notna(rows.loc[label, column]):
+                    ax.axhline(float(rows.loc[label, column]), ls="--", lw=1, color=f"C{i % 10}", label=text)
+            spec = axes_of[benchmark]
+            ax.set(title=benchmark, xlabel=f"smoothing rate r ({reading})", ylabel=f"{spec.utility_label} at equal forgetting")
+            if not spec.utility_higher:
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        row_panels[0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def interval_panels(table: pd.DataFrame, labels: Sequence[str], column: str, axes_of: Mapping[str, Any], baseline: str) -> plt.Figure:
+    """Per benchmark, ``column`` (mean and interval over seeds) of each label in ``labels``, one row each, with the
+    ``baseline`` label's mean as a dashed vertical line (a label without a value is left empty)."""
+    benchmarks = list(dict.fromkeys(table.index.get_level_values(0)))
+    fig, panels = plt.subplots(1, len(benchmarks), figsize=(4.4 * len(benchmarks), 0.32 * len(labels) + 1.6), sharey=True, squeeze=False)
+    positions = np.arange(len(labels))[::-1]
     for ax, benchmark in zip(panels[0], benchmarks):
-        rows = table.loc[benchmark]
-        present = [label for label in rates if label in rows.index]
-        x = np.array([rates[label] for label in present])
-        y = rows.loc[present, column].astype(float).to_numpy()
-        lo, hi = (rows.loc[present, f"{column} {end}"].astype(float).to_numpy() for end in ("lo", "hi"))
-        order = np.argsort(x)
-        ax.errorbar(x[order], y[order], yerr=[np.nan_to_num(y - lo, nan=0)[order], np.nan_to_num(hi - y, nan=0)[order]],
-                    fmt="o-", capsize=3, color="C6", label="SGA, fixed r")
-        for i, (label, text) in enumerate(lines.items()):
-            if label in rows.index and pd.notna(rows.loc[label, column]):
-                ax.axhline(float(rows.loc[label, column]), ls="--", lw=1, color=f"C{i % 10}", label=text)
-        spec = axes_of[benchmark]
-        ax.set(title=benchmark, xlabel="smoothing rate r (gls)", ylabel=f"{spec.utility_label} at equal forgetting")
+        rows, spec = table.loc[benchmark], axes_of[benchmark]
+        for pos, label in zip(positions, labels):
+            if label not in rows.index or pd.isna(rows.loc[label, column]):
+                continue
+            mean, lo, hi = (float(rows.loc[label, c]) for c in (column, f"{column} lo", f"{column} hi"))
+            if not (np.isnan(lo) or np.isnan(hi)):
+                ax.plot([lo, hi], [pos, pos], "-", color="C0", lw=2)
+            ax.plot(mean, pos, "o", color="C3" if label == baseline else "C0")
+        if baseline in rows.index and pd.notna(rows.loc[baseline, column]):
+            ax.axvline(float(rows.loc[baseline, column]), ls="--", lw=1, color="C3")
+        ax.set(title=benchmark, xlabel=f"{spec.utility_label} at equal forgetting")
         if not spec.utility_higher:
-            ax.set_yscale("log")
+            ax.set_xscale("log")
         ax.grid(alpha=0.3)
-    panels[0][0].legend(fontsize=7, loc="best")
+    panels[0][0].set_yticks(positions, list(labels))
     fig.tight_layout()
     return fig

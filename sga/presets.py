@@ -18,7 +18,7 @@ import math
 import numbers
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from sga import methods
 from sga.data.hub import DataUnavailableError
@@ -421,8 +421,10 @@ def given(overrides: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, 
             for key, value in overrides.items() if value is not None}
 
 
-def check(params: Mapping[str, Any]) -> None:
-    """Raise a ValueError naming the valid values if any parameter is invalid (see :func:`resolve`)."""
+def check(params: Mapping[str, Any], method_names: Sequence[str] | None = None) -> None:
+    """Raise a ValueError naming the valid values if any parameter is invalid (see :func:`resolve`). Every method's
+    options are checked one by one; against each other (e.g. SGA's r in its reading's range) those of
+    ``method_names`` when given (a run's method), else of every method."""
     block = benchmark_block(params["benchmark"])
     for key, value in params.items():
         problem = _CHECKS[key](value) if key in _CHECKS else None
@@ -431,7 +433,7 @@ def check(params: Mapping[str, Any]) -> None:
         if problem:
             raise ValueError(f"Parameter {key} {problem}.")
     for name in methods.METHODS:
-        methods.check_options(name, params)
+        methods.check_options(name, params, combined=method_names is None or name in method_names)
     if params.get("finetune_target") and params.get("target_model") == EMBEDDED:
         raise ValueError("finetune_target fine-tunes target_model on the books: give the base model's hub id or local "
                          "path as target_model (the embedded target is trained on them already).")

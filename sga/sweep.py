@@ -49,45 +49,45 @@ class Point:
 GRIDS = ("core", "full")
 
 
-def configurations(params: Mapping[str, Any], grid: str = "core") -> dict[str, tuple[str, dict[str, Any]]]:
-    """Notebook 05's configurations for a benchmark with parameters ``params``: label -> (method, overrides).
+def configuration_groups(params: Mapping[str, Any], grid: str = "core") -> dict[str, dict[str, tuple[str, dict[str, Any]]]]:
+    """Notebook 05's configurations for a benchmark with parameters ``params``, grouped by the question each answers:
+    group -> label -> (method, overrides).
 
-    ``core``: GA; SGA (gls) at the notebooks' rate r0 (``rate``) and at -1, +0.4, +1 (the range the measured r*(t)
-    of notebook 01 spans); adaptive SGA; GradDiff with SGA r0's weights (the reweighting control); GA and SGA r0
-    at 3x the learning rate without gradient clipping (stability). ``full`` adds the gls rate +1.2 (over-smoothing)
-    and the descent rates 0.25, 0.5, 0.75, K = 2 and 8 at
-    r0 and at r0's total normal weight r (K-1)/K, the TF-IDF and embedding normal sources, 3x the learning
-    rate with clipping, and adaptive SGA under the descent reading and unclipped at 3x.
+    ``core``: GA and SGA (gls) at the notebooks' rate r0 (``rate``); the gls rates -1, +0.4, +1 (the range the
+    measured r*(t) of notebook 01 spans); adaptive SGA; GradDiff with SGA r0's weights (the reweighting control);
+    GA and SGA r0 at 3x the learning rate without gradient clipping (stability). ``full`` adds the gls rate +1.2
+    (over-smoothing), the descent rates 0.25, 0.5, 0.75, 1 (the measured descent r*(t) spans 0.15 to 1.29, clipped
+    to [0, 1]), K = 2 and 8 at r0 and at r0's total normal weight r (K-1)/K, the TF-IDF and embedding normal
+    sources, 3x the learning rate with clipping, and adaptive SGA under the descent reading and unclipped at 3x.
     """
     if grid not in GRIDS:
         raise ValueError(f"Unknown grid {grid!r}; choose one of {list(GRIDS)}.")
+    full = grid == "full"
     r0, k, lr = params["rate"], params["k"], params["lr"]
     gamma, alpha = theory.graddiff_weights(r0, k, "gls")
     fast = {"lr": 3 * lr, "max_grad_norm": "none"}
-    configs: dict[str, tuple[str, dict[str, Any]]] = {
-        "GA": ("ga", {}),
-        f"SGA r={r0:+g}": ("sga", {"rate": r0}),
-        "SGA r=+0.4": ("sga", {"rate": 0.4}),
-        "SGA r=-1": ("sga", {"rate": -1.0}),
-        "SGA r=+1": ("sga", {"rate": 1.0}),
-        "SGA adaptive": ("sga_adaptive", {}),
-        f"GradDiff, SGA r={r0:+g}'s weights": ("graddiff", {"graddiff_forget_weight": gamma, "graddiff_retain_weight": alpha}),
-        "GA, 3x lr, unclipped": ("ga", fast),
-        f"SGA r={r0:+g}, 3x lr, unclipped": ("sga", {"rate": r0, **fast}),
+    total = r0 * (k - 1) / k  # the summed weight of the K-1 normal samples
+    groups: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+        "GA and SGA r0": {"GA": ("ga", {}), f"SGA r={r0:+g}": ("sga", {"rate": r0})},
+        "gls rate": {f"SGA r={r:+g}": ("sga", {"rate": r}) for r in (0.4, -1.0, 1.0, *((1.2,) if full else ()))},
+        "adaptive": {"SGA adaptive": ("sga_adaptive", {}), **({"SGA adaptive, descent": ("sga_adaptive", {"reading": "descent"})} if full else {})},
+        "reweighting control": {f"GradDiff, SGA r={r0:+g}'s weights": ("graddiff", {"graddiff_forget_weight": gamma, "graddiff_retain_weight": alpha})},
+        "learning rate": {"GA, 3x lr, unclipped": ("ga", fast), f"SGA r={r0:+g}, 3x lr, unclipped": ("sga", {"rate": r0, **fast})},
     }
-    if grid == "full":
-        total = r0 * (k - 1) / k  # the summed weight of the K-1 normal samples
-        configs["SGA r=+1.2"] = ("sga", {"rate": 1.2})  # over-smoothing: r (K-1)/K > 1 at K = 4
-        configs.update({f"SGA descent r={r:g}": ("sga", {"reading": "descent", "rate": r}) for r in (0.25, 0.5, 0.75)})
-        for kk in (2, 8):
-            configs[f"SGA r={r0:+g}, K={kk}"] = ("sga", {"rate": r0, "k": kk})
-            configs[f"SGA K={kk}, same normal weight"] = ("sga", {"rate": total * kk / (kk - 1), "k": kk})
-        configs.update({f"SGA r={r0:+g}, {source}": ("sga", {"rate": r0, "normal_source": source}) for source in ("tfidf", "embedding")})
-        configs["GA, 3x lr"] = ("ga", {"lr": 3 * lr})
-        configs[f"SGA r={r0:+g}, 3x lr"] = ("sga", {"rate": r0, "lr": 3 * lr})
-        configs["SGA adaptive, descent"] = ("sga_adaptive", {"reading": "descent"})
-        configs["SGA adaptive, 3x lr, unclipped"] = ("sga_adaptive", fast)
-    return configs
+    if full:
+        groups["learning rate"].update({"GA, 3x lr": ("ga", {"lr": 3 * lr}), f"SGA r={r0:+g}, 3x lr": ("sga", {"rate": r0, "lr": 3 * lr}),
+                                        "SGA adaptive, 3x lr, unclipped": ("sga_adaptive", fast)})
+        groups["descent rate"] = {f"SGA descent r={r:g}": ("sga", {"reading": "descent", "rate": r}) for r in (0.25, 0.5, 0.75, 1.0)}
+        groups["K"] = {label: config for kk in (2, 8) for label, config in (
+            (f"SGA r={r0:+g}, K={kk}", ("sga", {"rate": r0, "k": kk})),
+            (f"SGA K={kk}, same normal weight", ("sga", {"rate": total * kk / (kk - 1), "k": kk})))}
+        groups["normal data"] = {f"SGA r={r0:+g}, {source}": ("sga", {"rate": r0, "normal_source": source}) for source in ("tfidf", "embedding")}
+    return groups
+
+
+def configurations(params: Mapping[str, Any], grid: str = "core") -> dict[str, tuple[str, dict[str, Any]]]:
+    """The configurations of :func:`configuration_groups`, ungrouped: label -> (method, overrides)."""
+    return {label: config for group in configuration_groups(params, grid).values() for label, config in group.items()}
 
 
 def points(benchmarks: Sequence[str], preset: str, seeds: Sequence[int], grid: str = "core", **common: Any) -> list[Point]:

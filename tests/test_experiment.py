@@ -56,6 +56,13 @@ def test_run_overrides_are_checked_like_a_preset(overrides, match):
         run_params(FakeWorld(PARAMS), "sga", **overrides)
 
 
+def test_a_run_is_checked_against_its_own_methods_rate_range_only():
+    descent = run_params(FakeWorld(PARAMS), "sga_adaptive", reading="descent")  # the world's r = -0.5 is SGA's, not adaptive SGA's
+    assert descent["reading"] == "descent" and "rate" not in descent
+    with pytest.raises(ValueError, match=r"Smoothing rate -0.5 is outside \[0, 1\]"):
+        run_params(FakeWorld(PARAMS), "sga", reading="descent")
+
+
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga', 'sga_adaptive'\]"):
         run_params(FakeWorld(PARAMS), "gd")

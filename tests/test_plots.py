@@ -49,3 +49,44 @@ def test_interval_plot_draws_a_bar_only_where_there_is_an_interval():
     ax = plots.interval_plot(table, [("x", "x", "linear")]).axes[0]
     bars = [line for line in ax.lines if len(line.get_xdata()) == 2]
     assert len(bars) == 1 and list(bars[0].get_xdata()) == [0.4, 0.6]
+
+
+def _benchmark_table():
+    """An interval table as :func:`sga.comparison.interval_table` gives it: (benchmark, label) rows."""
+    rows = {("tofu", "GA"): (0.3, 0.2, 0.4), ("tofu", "SGA r=-0.4"): (0.5, 0.4, 0.6), ("tofu", "SGA r=+1"): (0.1, float("nan"), float("nan")),
+            ("tofu", "SGA descent r=0.5"): (0.45, 0.35, 0.55), ("tofu", "K=2"): (float("nan"),) * 3,
+            ("hp", "GA"): (80.0, 70.0, 90.0), ("hp", "SGA r=-0.4"): (60.0, 50.0, 70.0), ("hp", "SGA r=+1"): (900.0, 800.0, 1000.0),
+            ("hp", "SGA descent r=0.5"): (65.0, 60.0, 70.0), ("hp", "K=2"): (55.0, 50.0, 60.0)}
+    index = pd.MultiIndex.from_tuples(rows, names=["benchmark", "label"])
+    return pd.DataFrame(list(rows.values()), index=index, columns=["u", "u lo", "u hi"])
+
+
+def _axes(higher):
+    from sga.comparison import Axes
+    return Axes("f", "forget", "u", "utility", higher, lambda w, r: {}, "retain")
+
+
+def test_rate_panels_one_row_per_reading_points_sorted_by_rate():
+    axes_of = {"tofu": _axes(True), "hp": _axes(False)}
+    rates = {"gls": {"GA": 0.0, "SGA r=-0.4": -0.4, "SGA r=+1": 1.0}, "descent": {"GA": 0.0, "SGA descent r=0.5": 0.5}}
+    fig = plots.rate_panels(_benchmark_table(), rates, "u", axes_of, {"K=2": "K = 2"})
+    assert len(fig.axes) == 4  # 2 readings x 2 benchmarks
+    tofu_gls, hp_gls, tofu_descent, hp_descent = fig.axes
+    assert list(tofu_gls.lines[0].get_xdata()) == [-0.4, 0.0, 1.0] and list(tofu_gls.lines[0].get_ydata()) == [0.5, 0.3, 0.1]
+    assert list(hp_descent.lines[0].get_xdata()) == [0.0, 0.5] and hp_descent.get_yscale() == "log"
+    assert "descent" in tofu_descent.get_xlabel()
+    horizontal = lambda ax: [line for line in ax.lines if line.get_linestyle() == "--"]  # noqa: E731
+    assert horizontal(tofu_gls) == [] and list(horizontal(hp_gls)[0].get_ydata()) == [55.0, 55.0]  # K=2 has no TOFU value
+
+
+def test_interval_panels_skip_missing_values_and_mark_the_baseline():
+    axes_of = {"tofu": _axes(True), "hp": _axes(False)}
+    labels = ["SGA r=-0.4", "SGA descent r=0.5", "K=2"]
+    fig = plots.interval_panels(_benchmark_table(), labels, "u", axes_of, baseline="SGA r=-0.4")
+    tofu, hp = fig.axes
+    bars = lambda ax: sorted(tuple(line.get_xdata()) for line in ax.lines if len(line.get_xdata()) == 2 and line.get_linestyle() == "-")  # noqa: E731
+    assert bars(tofu) == [(0.35, 0.55), (0.4, 0.6)]  # K=2 has no TOFU value: no row drawn
+    assert bars(hp) == [(50.0, 60.0), (50.0, 70.0), (60.0, 70.0)] and hp.get_xscale() == "log"
+    baseline = [line for line in tofu.lines if line.get_linestyle() == "--"]
+    assert list(baseline[0].get_xdata()) == [0.5, 0.5]
+    assert [t.get_text() for t in tofu.get_yticklabels()] == labels

@@ -15,10 +15,16 @@ def test_configurations_exact():
     assert (gamma, alpha) == pytest.approx((1.3, 0.3))  # 1 - r (K-1)/K and -r (K-1)/K at r = -0.4, K = 4
     assert core["GA, 3x lr, unclipped"] == ("ga", {"lr": pytest.approx(3 * params["lr"]), "max_grad_norm": "none"})
     full = sweep.configurations(params, "full")
-    assert set(core) < set(full) and len(full) == len(core) + 14
+    assert set(core) < set(full) and len(full) == len(core) + 15
     # the same total normal weight r (K-1)/K = -0.3 as r = -0.4 at K = 4
     assert full["SGA K=2, same normal weight"] == ("sga", {"rate": pytest.approx(-0.6), "k": 2})
     assert full["SGA K=8, same normal weight"] == ("sga", {"rate": pytest.approx(-0.3 * 8 / 7), "k": 8})
+    groups = sweep.configuration_groups(params, "full")
+    assert list(groups) == ["GA and SGA r0", "gls rate", "adaptive", "reweighting control", "learning rate", "descent rate", "K", "normal data"]
+    assert sum(len(g) for g in groups.values()) == len(full)  # each configuration in exactly one group
+    assert groups["descent rate"]["SGA descent r=1"] == ("sga", {"reading": "descent", "rate": 1.0})
+    assert list(groups["normal data"]) == ["SGA r=-0.4, tfidf", "SGA r=-0.4, embedding"]
+    assert "K" not in sweep.configuration_groups(params, "core")
     with pytest.raises(ValueError, match=r"choose one of \['core', 'full'\]"):
         sweep.configurations(params, "huge")
     points = sweep.points(["tofu", "muse_news"], "smoke", [0, 1], "core", trajectory=True)
