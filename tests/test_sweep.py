@@ -1,5 +1,7 @@
 """Sweeps through the one run path: notebook 05's configurations, runs computed once, reuse, failures, costs."""
 
+import gc
+
 import pytest
 
 from sga import comparison, presets, sweep
@@ -82,6 +84,7 @@ def test_a_run_that_fails_is_reported_and_the_others_complete(dirs, monkeypatch)
     report = sweep.run_sweep(points, "smoke", cache, runs)
     assert report["run"] == 2 and report["failures"] == [("tofu-1-of-1", "RuntimeError: 1 of 2 runs failed: GA (seed 4): FloatingPointError: boom")]
     assert set(sweep.collect(points, "smoke", cache, runs)) == {points[1]}
+    assert gc.get_freeze_count() == 0  # the objects frozen for the task's runs are handed back, a failure or not
 
 
 def test_axes_and_step_cost_on_a_world(dirs):
