@@ -112,15 +112,18 @@ def interval_plot(table: pd.DataFrame, keys: Sequence[tuple[str, str, str]]) -> 
     positions = np.arange(len(table))[::-1]
     for ax, (key, title, scale) in zip(np.atleast_1d(axes), keys):
         for pos, (i, (label, row)) in zip(positions, enumerate(table.iterrows())):
-            lo, hi = row[f"{key} lo"], row[f"{key} hi"]
-            color = _label_color(str(label), i)
-            if not (pd.isna(lo) or pd.isna(hi)):
-                ax.plot([lo, hi], [pos, pos], "-", color=color, lw=2)
-            ax.plot(row[key], pos, "o", color=color)
+            _interval_row(ax, pos, row[key], row[f"{key} lo"], row[f"{key} hi"], _label_color(str(label), i))
         ax.set(title=title, xscale=scale)
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].set_yticks(positions, [str(label) for label in table.index])
     return fig
+
+
+def _interval_row(ax: plt.Axes, pos: float, mean: float, lo: float, hi: float, color: str, point_color: str | None = None) -> None:
+    """One row of an interval plot at height ``pos``: the interval as a bar (if both ends exist), the mean as a dot."""
+    if not (pd.isna(lo) or pd.isna(hi)):
+        ax.plot([lo, hi], [pos, pos], "-", color=color, lw=2)
+    ax.plot(mean, pos, "o", color=point_color or color)
 
 
 def benchmark_paths(curves: Mapping[str, Mapping[str, Sequence[pd.DataFrame]]], axes_of: Mapping[str, Any],
@@ -229,9 +232,7 @@ def interval_panels(table: pd.DataFrame, labels: Sequence[str], column: str, axe
             if label not in rows.index or pd.isna(rows.loc[label, column]):
                 continue
             mean, lo, hi = (float(rows.loc[label, c]) for c in (column, f"{column} lo", f"{column} hi"))
-            if not (np.isnan(lo) or np.isnan(hi)):
-                ax.plot([lo, hi], [pos, pos], "-", color="C0", lw=2)
-            ax.plot(mean, pos, "o", color="C3" if label == baseline else "C0")
+            _interval_row(ax, pos, mean, lo, hi, "C0", point_color="C3" if label == baseline else "C0")
         if baseline in rows.index and pd.notna(rows.loc[baseline, column]):
             ax.axvline(float(rows.loc[baseline, column]), ls="--", lw=1, color="C3")
         ax.set(title=benchmark, xlabel=f"{spec.utility_label} at equal forgetting")
