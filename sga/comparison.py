@@ -34,30 +34,11 @@ class Axes:
     reference: str
 
 
-def _tofu_full(world: World, result: Mapping[str, Any]) -> Mapping[str, float]:
-    from sga.pipelines.tofu import path_summary
-
-    return path_summary(result, world)
-
-
-def _hp_full(world: World, result: Mapping[str, Any]) -> Mapping[str, float]:
-    from sga.pipelines.harry_potter import along_reading
-
-    k = min(world.params["prompt_lengths"])
-    return {f"rouge_l_{k}": along_reading(result, k), "general_ppl": result["summary"]["general_ppl"]}
-
-
 def axes(world: World) -> Axes:
-    """The two readings of ``world``'s benchmark."""
-    name = world.benchmark.name
-    if name == "tofu":
-        return Axes("forget_rouge_l", "forget ROUGE-L", "model_utility", "model utility", True, _tofu_full, "retain")
-    if name == "harry_potter":
-        k = min(world.params["prompt_lengths"])
-        return Axes(f"rouge_l_{k}", f"completion ROUGE-L (k={k})", "general_ppl", "general perplexity", False, _hp_full, "reference")
-    if name == "muse_news":
-        return Axes("verbmem_f", "VerbMem on D_f", "knowmem_r", "KnowMem on D_r", True, lambda w, r: r["summary"], "retrain")
-    raise ValueError(f"No forgetting/utility axes for benchmark {name!r}.")
+    """The two readings of ``world``'s benchmark (its spec's ``axes``)."""
+    if world.benchmark.axes is None:
+        raise ValueError(f"No forgetting/utility axes for benchmark {world.benchmark.name!r}.")
+    return world.benchmark.axes(world.params)
 
 
 def path(result: Mapping[str, Any], start: Mapping[str, float], ax: Axes) -> pd.DataFrame:

@@ -62,6 +62,8 @@ class Benchmark:
     - ``name_keys``: parameters shown in run names after the benchmark's name.
     - ``evaluate_along(world, model, params, reference_stat)``: cheaper numbers read after every epoch
       when ``trajectory`` is set (the path of a run, not only its end).
+    - ``axes(params)``: its forgetting and utility readings (:class:`sga.comparison.Axes`), for comparisons
+      across benchmarks.
     """
 
     name: str
@@ -73,6 +75,7 @@ class Benchmark:
     name_keys: tuple[str, ...] = ()
     reference_model: str = "retain"
     evaluate_along: Callable[..., dict[str, Any]] | None = None
+    axes: Callable[[Mapping[str, Any]], Any] | None = None
 
 
 @dataclass

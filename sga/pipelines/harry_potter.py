@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from sga import experiment
+from sga.comparison import Axes
 from sga.data.harry_potter import INSTRUCTIONS, MUSE_DIR, SPLITS, generate_harry_potter, load_hp_completions, load_hp_passages
 from sga.data.wikitext import WIKITEXT_CONFIG, generate_wikitext, load_wikitext
 from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer, generated_data
@@ -210,6 +211,14 @@ def summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def axes(params: Mapping[str, Any]) -> Axes:
+    """Completion ROUGE-L at the shortest prompt against general perplexity; the reference model's forgetting is the level."""
+    k = min(params["prompt_lengths"])
+    return Axes(f"rouge_l_{k}", f"completion ROUGE-L (k={k})", "general_ppl", "general perplexity", False,
+                lambda world, result: {f"rouge_l_{k}": along_reading(result, k), "general_ppl": result["summary"]["general_ppl"]},
+                "reference")
+
+
 HARRY_POTTER = Benchmark(
     name="harry_potter",
     load=load,
@@ -219,6 +228,7 @@ HARRY_POTTER = Benchmark(
     world_keys=_WORLD_KEYS,
     reference_model="reference",
     evaluate_along=evaluate_along,
+    axes=axes,
 )
 
 

@@ -31,6 +31,7 @@ logging.getLogger("transformers.tokenization_utils_tokenizers").addFilter(
     lambda record: "Ignoring clean_up_tokenization_spaces" not in record.getMessage())
 
 from sga import experiment  # noqa: E402
+from sga.comparison import Axes  # noqa: E402
 from sga.data.muse_news import EVAL_SPLITS, generate_muse_news, load_muse_news  # noqa: E402
 from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer, generated_data  # noqa: E402
 from sga.experiment import Benchmark, World, WorldParts, reference, results_table, run_method  # noqa: E402,F401 (the notebook's steps)
@@ -176,6 +177,11 @@ def evaluate_along(world: World, model, params: Mapping[str, Any], auc_retrain: 
     return summary_row(evaluate(world, model, params, auc_retrain))
 
 
+def axes(params: Mapping[str, Any]) -> Axes:
+    """VerbMem on D_f against KnowMem on D_r; the retrain model's forgetting is the level."""
+    return Axes("verbmem_f", "VerbMem on D_f", "knowmem_r", "KnowMem on D_r", True, lambda world, result: result["summary"], "retrain")
+
+
 MUSE_NEWS = Benchmark(
     name="muse_news",
     load=load,
@@ -185,6 +191,7 @@ MUSE_NEWS = Benchmark(
     world_keys=_WORLD_KEYS,
     reference_model="retrain",
     evaluate_along=evaluate_along,
+    axes=axes,
 )
 
 

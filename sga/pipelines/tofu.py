@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sga import experiment
+from sga.comparison import Axes
 from sga.data.tofu import generate_tofu, load_tofu, tofu_splits
 from sga.embedded import build_or_load_tiny_model, build_or_load_tokenizer, generated_data
 from sga.experiment import Benchmark, World, WorldParts, reference, results_table, run_method  # noqa: F401 (the notebook's steps)
@@ -104,6 +105,12 @@ def evaluate_along(world: World, model, params: Mapping[str, Any], retain_truth_
     return summary_row(evaluate(world, model, params, retain_truth_ratios, rouge_max_items=params["path_rouge_items"]))
 
 
+def axes(params: Mapping[str, Any]) -> Axes:
+    """Forget ROUGE-L against model utility; the retain model's forgetting is the level."""
+    return Axes("forget_rouge_l", "forget ROUGE-L", "model_utility", "model utility", True,
+                lambda world, result: path_summary(result, world), "retain")
+
+
 TOFU = Benchmark(
     name="tofu",
     load=load,
@@ -113,6 +120,7 @@ TOFU = Benchmark(
     world_keys=_WORLD_KEYS,
     name_keys=("forget_split",),
     evaluate_along=evaluate_along,
+    axes=axes,
 )
 
 
