@@ -13,6 +13,7 @@ cluster with ``--address``); the folders and the failure report are the same.
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import papermill as pm
 import yaml
 
@@ -151,6 +153,19 @@ def _run_notebook(notebook: str, output: str, parameters: dict[str, Any], kernel
     pm.execute_notebook(notebook, output, parameters=parameters, kernel_name=kernel, cwd=str(Path(notebook).parent), progress_bar=progress_bar)
 
 
+def settings_problem(benchmark: str, params: dict[str, Any], inspected: dict[str, Any]) -> str | None:
+    """Why ``benchmark``'s settings refuse the parameters of one run of its notebook (None if they are valid): the
+    same check the notebook makes first, before any work, done here before any run starts."""
+    from sga import presets  # the benchmark registry and its specs: loaded only for a benchmark notebook
+
+    preset = params.get("preset", ast.literal_eval(inspected["preset"]["default"]) if "preset" in inspected else "mini")
+    try:
+        presets.resolve(benchmark, preset, **{k: v for k, v in params.items() if k in presets.parameter_names(benchmark)})
+    except ValueError as error:
+        return f"ValueError: {error}"
+    return None
+
+
 def run_batch(
     notebook: Path,
     param_files: list[Path],
@@ -164,13 +179,16 @@ def run_batch(
 ) -> list[tuple[Path, str]]:
     """Execute ``notebook`` once per parameter file; return the (file, error) pairs of failed runs, in file order.
 
-    A file naming a parameter the notebook does not declare fails before anything runs. The other
-    arguments after ``kernel`` go to :func:`run_tasks`.
+    A file naming a parameter the notebook does not declare fails before anything runs; so does one whose values a
+    benchmark notebook (``metadata.sga.benchmark``) would refuse (:func:`settings_problem`). The other arguments after
+    ``kernel`` go to :func:`run_tasks`.
     """
     stems = [p.stem for p in param_files]
     if len(set(stems)) < len(stems):
         raise ValueError(f"parameter files share a name, so their runs would share a folder: {sorted({s for s in stems if stems.count(s) > 1})}")
-    declared = {p for p in pm.inspect_notebook(str(notebook))}
+    inspected = pm.inspect_notebook(str(notebook))
+    declared = set(inspected)
+    benchmark = nbformat.read(notebook, as_version=4).metadata.get("sga", {}).get("benchmark")
     defaults = yaml.safe_load(base.read_text()) if base else {}
     refused: dict[Path, str] = {}
     tasks: dict[Path, Task] = {}
@@ -181,6 +199,11 @@ def run_batch(
         if unknown:  # papermill would inject them and the notebook would silently ignore them
             refused[param_file] = f"ValueError: unknown parameters {unknown}; {notebook.name} declares {sorted(declared)}"
             print(f"[batch] {param_file}: FAILED, unknown parameters {unknown}", flush=True)
+            continue
+        problem = settings_problem(benchmark, params, inspected) if benchmark else None
+        if problem:
+            refused[param_file] = problem
+            print(f"[batch] {param_file}: FAILED, {problem}", flush=True)
             continue
         for key, sub in (("output_dir", "runs"), ("figures_dir", "figures")):
             if key in declared:

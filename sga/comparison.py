@@ -10,35 +10,18 @@ reference model's forgetting is a level every run can be compared at.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from sga.experiment import World
-
-
-@dataclass(frozen=True)
-class Axes:
-    """A benchmark's two readings: keys of its per-epoch reading, labels, the utility's direction, how a
-    full evaluation is read on the path's scale, and which model never saw the forget data."""
-
-    forget: str
-    forget_label: str
-    utility: str
-    utility_label: str
-    utility_higher: bool
-    read_full: Callable[[World, Mapping[str, Any]], Mapping[str, float]]
-    reference: str
+from sga.world import Axes, World
 
 
 def axes(world: World) -> Axes:
     """The two readings of ``world``'s benchmark (its spec's ``axes``)."""
-    if world.benchmark.axes is None:
-        raise ValueError(f"No forgetting/utility axes for benchmark {world.benchmark.name!r}.")
-    return world.benchmark.axes(world.params)
+    return world.benchmark.axes(world.spec)
 
 
 def path(result: Mapping[str, Any], start: Mapping[str, float], ax: Axes) -> pd.DataFrame:
@@ -171,12 +154,12 @@ def step_seconds(world: World, method_name: str, steps: int = 8, **overrides: An
     forget samples, from the target with a fresh adapter, no evaluation): a like-for-like cost measurement."""
     import tempfile
 
-    from sga.experiment import free, run_params, run_unlearning, start_model
+    from sga.experiment import free, run_unlearning, start_model
 
-    params = run_params(world, method_name, **{**overrides, "epochs": 1})
-    forget = world.forget[: steps * params["batch_size"]]
-    model = start_model(world.models["target"], params)
+    run = world.settings.run(method_name, **{**overrides, "epochs": 1})
+    forget = world.forget[: steps * run.training.batch_size]
+    model = start_model(world.models["target"], run)
     with tempfile.TemporaryDirectory() as run_dir:
-        log = run_unlearning(model, world.tokenizer, method_name, params, forget, world.pool, Path(run_dir), progress=False)
+        log = run_unlearning(model, world.tokenizer, run, forget, world.pool, Path(run_dir), progress=False)
     free(model)
     return log.seconds / len(log.steps)

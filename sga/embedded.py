@@ -34,13 +34,14 @@ from sga.models import seeded
 from sga.optim import optimizer_step, trainable_parameters
 from sga.prompts import Example, collate, encode_examples
 from sga.results import params_hash
+from sga.specs import EMBEDDED, WorldSpec
 
 logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 LOSSES_FILE = "train_losses.json"
 # train_causal_lm arguments that do not change the trained weights (left out of cache keys)
-_DISPLAY_ONLY_ARGS = ("log_every", "progress")
+_NOT_IN_KEY = ("log_every", "progress")
 
 
 def build_cached(final: Path, build: Callable[[Path], None]) -> Path:
@@ -205,7 +206,7 @@ def build_or_load_tiny_model(
     arguments, template, tokenizer vocabulary and torch's CPU thread count (it changes float summation
     order, hence the weights); it also holds the per-step losses as JSON.
     """
-    weight_args = {k: v for k, v in train_kwargs.items() if k not in _DISPLAY_ONLY_ARGS}
+    weight_args = {k: v for k, v in train_kwargs.items() if k not in _NOT_IN_KEY}
     vocab = sorted(tokenizer.get_vocab().items())
     threads = None if torch.cuda.is_available() else torch.get_num_threads()
     data = [[type(e).__name__, *dataclasses.astuple(e)] for e in examples]
@@ -230,3 +231,11 @@ def generated_data(cache_dir: Path, prefix: str, spec: dict, generate: Callable[
     if not path.exists():
         generate(path, **spec)
     return path
+
+
+def data_source(world: WorldSpec, cache_dir: Path, prefix: str, generate: Callable[..., Path]) -> str:
+    """The world's dataset location: its ``data_source`` as given, or for ``"embedded"`` the data ``generate`` writes
+    from the world's generator sizes and seed, made once and cached (:func:`generated_data`)."""
+    if world.data_source != EMBEDDED:
+        return world.data_source
+    return str(generated_data(cache_dir, prefix, {**world.data.to_dict(), "seed": world.world_seed}, generate))

@@ -54,9 +54,11 @@ def _reference_logits(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) 
 
 
 class UnlearningLoss:
-    """Base: ``extra`` names the data the method needs beside the forget batch (None, 'retain', 'normal')."""
+    """Base: ``extra`` names the data the method needs beside the forget batch (None, 'retain', 'normal');
+    ``reference`` the rows it also runs through the reference model, the adapter disabled (None, 'forget', 'extra')."""
 
     extra: str | None = None
+    reference: str | None = None
     name: str = ""
 
     def extra_per_forget(self) -> int:
@@ -95,7 +97,7 @@ class GradDiff(UnlearningLoss):
 class KLRetain(UnlearningLoss):
     """KL: minimise -l(x_f) + alpha KL(ref || model) over the answer tokens of retain samples."""
 
-    name, extra = "kl", "retain"
+    name, extra, reference = "kl", "retain", "extra"
 
     def __init__(self, alpha: float = 1.0):
         self.alpha = alpha
@@ -119,7 +121,7 @@ class KLRetain(UnlearningLoss):
 class NPO(UnlearningLoss):
     """NPO: -(2/beta) log sigmoid(-beta (log p - log p_ref)) on forget + alpha l(x_r) (log p summed over tokens)."""
 
-    name, extra = "npo", "retain"
+    name, extra, reference = "npo", "retain", "forget"
 
     def __init__(self, beta: float = 0.1, alpha: float = 1.0):
         self.beta, self.alpha = beta, alpha

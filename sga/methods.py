@@ -1,67 +1,113 @@
-"""The unlearning methods and the options each one declares: the one place that says which parameters
-a method takes, their defaults and valid values.
+"""The unlearning methods and the options each one declares: the one place that says which parameters a method
+takes, their defaults and valid values.
 
-Validation (:func:`check_options`), run names (:func:`sga.results.run_name`), the run's identity
-(:func:`run_options`) and the notebooks' parameter lists all read :data:`METHODS`. An option's ``key``
-is its parameter name in presets and notebooks; ``arg`` the keyword of the loss class (``None`` for an
-option used elsewhere, such as SGA's normal-data source).
+A method's options are a frozen :class:`Options` spec: each field has its default, the check of its value, a line
+of help, the keyword of the loss class it feeds (``arg``; none for an option used elsewhere, such as SGA's
+normal-data source) and its label in run names. An option's name is its parameter name in presets and notebooks;
+options shared by several methods (SGA's reading, K, normal source) have one name. Checks across options (SGA's r in
+its reading's range at K) run when the options are made, so a run checks its own method's options only.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 from sga import theory
 from sga.losses import NPO, AdaptiveSGA, GradDiff, GradientAscent, KLRetain, SimNPO, SmoothedGradientAscent, UnlearningLoss
 from sga.normal_data import NORMAL_SOURCES
+from sga.specs import InvalidValue, Spec, finite, integer, model_id, non_negative, one_of, positive, setting
 
 
-def _number(value: Any) -> str | None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    return None if ok else f"must be a finite number, got {value!r}"
-
-
-def _non_negative(value: Any) -> str | None:
-    return _number(value) or (None if value >= 0 else f"must be >= 0, got {value}")
-
-
-def _positive(value: Any) -> str | None:
-    return _number(value) or (None if value > 0 else f"must be > 0, got {value}")
-
-
-def _k(value: Any) -> str | None:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
-    return None if ok else f"must be an integer >= 1 (the forget sample plus K-1 normal samples), got {value!r}"
-
-
-def _choice(choices) -> Callable[[Any], str | None]:
-    return lambda value: None if value in choices else f"must be one of {list(choices)}, got {value!r}"
-
-
-def _model_id(value: Any) -> str | None:
-    ok = value is None or (isinstance(value, str) and value.strip() != "")
-    return None if ok else f"must be None or a hub id / local path (a non-empty string), got {value!r}"
-
-
-NOT_NEUTRAL = object()
+def option(default: Any, check, help: str, arg: str | None = None, label: str = "") -> Any:
+    """A method option: default, check, help, the loss class's keyword (None: not passed to the loss) and its
+    prefix in run names (``""`` shows the bare value)."""
+    return setting(default, check, help, arg=arg, label=label)
 
 
 @dataclass(frozen=True)
-class Option:
-    """One option of a method: parameter ``key``, ``default``, the check of a value, its place in a run name."""
+class Options(Spec):
+    """A method's options (none, for GA and for a model evaluated as it is)."""
 
-    key: str
-    default: Any
-    check: Callable[[Any], str | None]
-    help: str
-    arg: str | None = None  # keyword of the loss class; None: not passed to the loss
-    label: str = ""  # prefix in the run name ("" shows the bare value)
-    # a value at which the run is what it was before this option existed: left out of the run's identity,
-    # so that adding an option never invalidates earlier results (NOT_NEUTRAL: always part of it)
-    neutral: Any = NOT_NEUTRAL
+    def loss_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of the method's loss class."""
+        return {f.metadata["arg"]: getattr(self, f.name) for f in fields(self) if f.metadata.get("arg")}
+
+    def name_parts(self) -> list[str]:
+        """Each option's part of a run name (options that are None are left out)."""
+        short = lambda value: round(value, 10) if isinstance(value, float) else value  # noqa: E731 (1.2999999999999998 -> 1.3)
+        return [f"{f.metadata['label']}{short(getattr(self, f.name))}" for f in fields(self) if getattr(self, f.name) is not None]
+
+
+_RETAIN_HELP = "weight of the retain NLL"
+
+
+def _reading() -> Any:
+    return option("gls", one_of(tuple(theory.READINGS)), "SGA sign reading: gls or descent", "reading")
+
+
+def _k() -> Any:
+    return option(4, integer(1), "K: the forget sample plus K-1 normal samples", "k", "k")
+
+
+def _normal_source() -> Any:
+    return option("random", one_of(NORMAL_SOURCES), "how the K-1 normal samples are chosen (random, tfidf or embedding nearest)")
+
+
+def _embedding_model() -> Any:
+    return option(None, model_id, "the 'embedding' source's model: None = the start model's hidden states, or a "
+                  "sentence-embedding hub id / local path", None, "emb_")
+
+
+@dataclass(frozen=True)
+class GradDiffOptions(Options):
+    graddiff_forget_weight: float = option(1.0, non_negative, "weight of the forget NLL (gamma)", "gamma", "fw")
+    graddiff_retain_weight: float = option(1.0, non_negative, "weight of the retain NLL (alpha)", "alpha", "rw")
+
+
+@dataclass(frozen=True)
+class KLOptions(Options):
+    kl_retain_weight: float = option(1.0, non_negative, "weight of KL(ref || model) on retain tokens", "alpha", "rw")
+
+
+@dataclass(frozen=True)
+class NPOOptions(Options):
+    npo_beta: float = option(0.1, positive(), "inverse temperature beta", "beta", "beta")
+    npo_retain_weight: float = option(1.0, non_negative, _RETAIN_HELP, "alpha", "rw")
+
+
+@dataclass(frozen=True)
+class SimNPOOptions(Options):
+    simnpo_beta: float = option(4.5, positive(), "inverse temperature beta", "beta", "beta")
+    simnpo_delta: float = option(0.0, finite, "margin delta on the per-token NLL", "delta", "delta")
+    simnpo_retain_weight: float = option(1.0, non_negative, _RETAIN_HELP, "alpha", "rw")
+
+
+@dataclass(frozen=True)
+class SGAOptions(Options):
+    reading: str = _reading()
+    rate: float = option(-0.4, finite, "smoothing rate r", "rate", "rate")
+    k: int = _k()
+    normal_source: str = _normal_source()
+    embedding_model: str | None = _embedding_model()
+
+    def validate(self) -> None:
+        try:
+            theory.check_rate(self.rate, self.reading, self.k)
+        except ValueError as error:
+            raise ValueError(f"Parameter rate: {error}") from None
+
+
+@dataclass(frozen=True)
+class AdaptiveSGAOptions(Options):
+    reading: str = _reading()
+    k: int = _k()
+    normal_source: str = _normal_source()
+    embedding_model: str | None = _embedding_model()
+
+    def validate(self) -> None:
+        if self.k < 2:
+            raise ValueError(f"k (sga_adaptive) must be >= 2: the rate is chosen between the forget sample and its normal samples, got {self.k}.")
 
 
 @dataclass(frozen=True)
@@ -70,54 +116,38 @@ class Method:
 
     name: str
     loss: type[UnlearningLoss]
-    options: tuple[Option, ...] = ()
+    options: type[Options] = Options
     describe: str = ""
 
     @property
     def extra(self) -> str | None:
         return self.loss.extra
 
-    def build(self, params: Mapping[str, Any]) -> UnlearningLoss:
-        """The loss object with this method's options taken from ``params``."""
-        return self.loss(**{o.arg: params.get(o.key, o.default) for o in self.options if o.arg})
+    def build(self, options: Options) -> UnlearningLoss:
+        """The loss object with these options."""
+        return self.loss(**options.loss_arguments())
+
+    def make_options(self, **values: Any) -> Options:
+        """This method's options from ``values`` (its own option names only), errors naming the method."""
+        try:
+            return self.options(**values)
+        except InvalidValue as error:
+            raise ValueError(f"{error.key} ({self.name}: {self.options.help()[error.key]}) {error.problem}.") from None
 
 
-_RETAIN_HELP = "weight of the retain NLL"
-_READING = Option("reading", "gls", _choice(theory.READINGS), "sign reading of the normal terms", "reading")
-_K = Option("k", 4, _k, "K: the forget sample plus K-1 normal samples", "k", "k")
-_NORMAL_SOURCE = Option("normal_source", "random", _choice(NORMAL_SOURCES),
-                        "how the K-1 normal samples are chosen (random, tfidf or embedding nearest)")
-_EMBEDDING_MODEL = Option("embedding_model", None, _model_id,
-                          "model whose mean-pooled hidden states pick the embedding-nearest normal samples: None = the "
-                          "start model, or a hub id / local path of a sentence-embedding model", None, "emb_", neutral=None)
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("ga", GradientAscent, describe="gradient ascent on the forget NLL"),
-        Method("graddiff", GradDiff, (
-            Option("graddiff_forget_weight", 1.0, _non_negative, "weight of the forget NLL (gamma)", "gamma", "fw"),
-            Option("graddiff_retain_weight", 1.0, _non_negative, "weight of the retain NLL (alpha)", "alpha", "rw"),
-        ), "ascent on forget, descent on one retain sample per forget sample"),
-        Method("kl", KLRetain, (
-            Option("kl_retain_weight", 1.0, _non_negative, "weight of KL(ref || model) on retain tokens", "alpha", "rw"),
-        ), "ascent on forget, KL to the start model on retain"),
-        Method("npo", NPO, (
-            Option("npo_beta", 0.1, _positive, "inverse temperature beta", "beta", "beta"),
-            Option("npo_retain_weight", 1.0, _non_negative, _RETAIN_HELP, "alpha", "rw"),
-        ), "negative preference optimisation against the start model, plus retain NLL"),
-        Method("simnpo", SimNPO, (
-            Option("simnpo_beta", 4.5, _positive, "inverse temperature beta", "beta", "beta"),
-            Option("simnpo_delta", 0.0, _number, "margin delta on the per-token NLL", "delta", "delta"),
-            Option("simnpo_retain_weight", 1.0, _non_negative, _RETAIN_HELP, "alpha", "rw"),
-        ), "NPO without a reference: length-normalised NLL, plus retain NLL"),
-        Method("sga", SmoothedGradientAscent, (
-            _READING, Option("rate", -0.4, _number, "smoothing rate r", "rate", "rate"), _K, _NORMAL_SOURCE, _EMBEDDING_MODEL,
-        ), "GA under a label smoothed over the forget sample and K-1 normal samples"),
-        Method("sga_adaptive", AdaptiveSGA, (_READING, _K, _NORMAL_SOURCE, _EMBEDDING_MODEL),
+        Method("graddiff", GradDiff, GradDiffOptions, "ascent on forget, descent on one retain sample per forget sample"),
+        Method("kl", KLRetain, KLOptions, "ascent on forget, KL to the start model on retain"),
+        Method("npo", NPO, NPOOptions, "negative preference optimisation against the start model, plus retain NLL"),
+        Method("simnpo", SimNPO, SimNPOOptions, "NPO without a reference: length-normalised NLL, plus retain NLL"),
+        Method("sga", SmoothedGradientAscent, SGAOptions, "GA under a label smoothed over the forget sample and K-1 normal samples"),
+        Method("sga_adaptive", AdaptiveSGA, AdaptiveSGAOptions,
                "SGA with r set every step from the measured gradients (r* moved into the first-order safe range)"),
     )
 }  # fmt: skip
-OPTION_KEYS: tuple[str, ...] = tuple(dict.fromkeys(o.key for m in METHODS.values() for o in m.options))
 
 
 def method(name: str) -> Method:
@@ -129,34 +159,15 @@ def method(name: str) -> Method:
 
 
 def option_defaults() -> dict[str, Any]:
-    """Every method option with its default, keyed by parameter name."""
-    return {o.key: o.default for m in METHODS.values() for o in m.options}
+    """Every method option with its default, by parameter name (shared options once)."""
+    return {f.name: f.default for m in METHODS.values() for f in fields(m.options)}
 
 
-def check_options(name: str, params: Mapping[str, Any], combined: bool = True) -> None:
-    """Raise a ValueError if any option of method ``name`` in ``params`` is invalid; with ``combined``, also the
-    options against each other (SGA: r in its reading's range at K; adaptive SGA: K >= 2)."""
-    spec = method(name)
-    for option in spec.options:
-        problem = option.check(params[option.key])
-        if problem:
-            raise ValueError(f"{option.key} ({name}: {option.help}) {problem}.")
-    if not combined:
-        return
-    if name == "sga":
-        theory.check_rate(params["rate"], params["reading"], params["k"])
-    if name == "sga_adaptive" and params["k"] < 2:
-        raise ValueError(f"k (sga_adaptive) must be >= 2: the rate is chosen between the forget sample and its normal samples, got {params['k']}.")
+def options_of(name: str) -> tuple[str, ...]:
+    """The option names of method ``name``."""
+    return method(name).options.field_names()
 
 
-def run_options(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` without the options of the other methods (changing r does not invalidate a GA result)
-    and without own options at their neutral value."""
-    own = {o.key: o for o in method(name).options}
-    neutral = {key for key, o in own.items() if o.neutral is not NOT_NEUTRAL and params.get(key) == o.neutral}
-    return {key: value for key, value in params.items() if (key not in OPTION_KEYS or key in own) and key not in neutral}
-
-
-def make_loss(name: str, **options: Any) -> UnlearningLoss:
-    """The loss of method ``name`` with keyword ``options`` of its loss class (defaults for the rest)."""
-    return method(name).loss(**options)
+def make_loss(name: str, **arguments: Any) -> UnlearningLoss:
+    """The loss of method ``name`` with keyword ``arguments`` of its loss class (defaults for the rest)."""
+    return method(name).loss(**arguments)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from sga.metrics.harry_potter import COLLAPSE_FACTOR
+from sga.metrics.muse_news import METRICS
 
 CURVES = (("forget_nll", "forget NLL"), ("retain_nll", "retain / normal NLL"), ("grad_norm", "gradient norm"))
 # one colour per model in every figure; other labels take the colours after these, in order
@@ -240,5 +244,147 @@ def interval_panels(table: pd.DataFrame, labels: Sequence[str], column: str, axe
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
     panels[0][0].set_yticks(positions, list(labels))
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ notebook 03: Harry Potter
+_HP_COLORS = {"reference": "C8", "simnpo": "C9"}  # beside COLORS (target, retain, ga, graddiff, kl, npo, sga)
+
+
+def _hp_color(label: str, position: int, rates: Mapping[str, float] = {}) -> str:
+    """One colour per model: SGA at any rate in SGA's colour, the reference and SimNPO in their own."""
+    return _HP_COLORS.get(label) or model_color("sga" if label in rates else label, position)
+
+
+def _hp_named(label: str, rates: Mapping[str, float]) -> str:
+    return f"{label} (r={rates[label]:g})" if label in rates and "r=" not in label else label
+
+
+def hp_perplexity(table: pd.DataFrame, rates: Mapping[str, float], reference_ppl: float, title: str = ""):
+    """General-text word perplexity per model on a log axis, SGA runs by rate; collapsed runs marked with x,
+    and the collapse threshold (:data:`COLLAPSE_FACTOR` x the reference's) drawn as a line."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    labels = list(table.index)
+    for i, label in enumerate(labels):
+        row = table.loc[label]
+        value = row.get("general_ppl")
+        shown = value if pd.notna(value) and math.isfinite(value) else np.nan
+        color = _hp_color(str(label), i, rates)
+        ax.bar(i, shown if pd.notna(shown) else 0, color=color, alpha=0.35 if label in rates and label != "sga" else 0.9)
+        if row["collapsed"]:
+            ax.scatter([i], [shown if pd.notna(shown) else reference_ppl * COLLAPSE_FACTOR], marker="x", color="k", s=60, zorder=3)
+    ax.axhline(COLLAPSE_FACTOR * reference_ppl, color="k", ls="--", lw=1, label=f"collapse: {COLLAPSE_FACTOR:g} x reference")
+    names = [_hp_named(str(label), rates).replace(" (", "\n(") for label in labels]
+    ax.set_xticks(range(len(labels)), names, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("word perplexity, held-out general text")
+    ax.set_title(title or "Perplexity per method (x: collapsed)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def hp_tradeoff(table: pd.DataFrame, k: int, rates: Mapping[str, float], title: str = ""):
+    """Memorisation (ROUGE-L recall of completions at prompt length ``k``) against general-text perplexity
+    (log axis), one point per model; collapsed runs drawn as x."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for i, (label, row) in enumerate(table.iterrows()):
+        x, y = row.get("general_ppl"), row.get(f"rouge_l_{k}")
+        if pd.isna(x) or pd.isna(y) or not math.isfinite(x):
+            continue
+        marker = "x" if row["collapsed"] else ("s" if label in ("target", "reference") else "o")
+        ax.scatter(x, y, marker=marker, s=55, color=_hp_color(str(label), i, rates))
+        ax.annotate(_hp_named(str(label), rates), (x, y), textcoords="offset points", xytext=(6, 4) if i % 2 == 0 else (6, -12), fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())  # labelled minor ticks of a short log range overlap
+    ax.set_xlabel("word perplexity, held-out general text (lower is better)")
+    ax.set_ylabel(f"ROUGE-L recall of completions, k = {k} (lower: forgotten)")
+    ax.set_title(title or "Memorisation vs perplexity")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def hp_trajectory(results: Mapping[str, Mapping[str, Any]], k: int, references: Mapping[str, float], title: str = ""):
+    """Per-epoch ROUGE-L recall at prompt length ``k`` and general-text perplexity (log axis), one line per run;
+    ``references``: label -> that model's ROUGE-L on the same reading, drawn as horizontal lines."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (label, r) in enumerate(results.items()):
+        epochs = r.get("trajectory") or []
+        if epochs:
+            x = [e["epoch"] for e in epochs]
+            color = _hp_color(str(label), i)
+            axes[0].plot(x, [e[f"rouge_l_{k}"] for e in epochs], marker="o", ms=3, label=label, color=color)
+            axes[1].plot(x, [e["general_ppl"] for e in epochs], marker="o", ms=3, label=label, color=color)
+    for j, (label, value) in enumerate(references.items()):
+        axes[0].axhline(value, ls="--", lw=1, color=_hp_color(label, j), label=f"{label} (as it is)")
+    axes[0].set_ylabel(f"ROUGE-L recall, k = {k}")
+    axes[1].set_ylabel("word perplexity, general text")
+    axes[1].set_yscale("log")
+    axes[1].yaxis.set_minor_formatter(plt.NullFormatter())
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or "After every epoch")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ notebook 04: MUSE-News
+MUSE_ORDER = ("target", "retrain", "ga", "graddiff", "kl", "npo", "simnpo", "sga")
+
+
+def _muse_colors(labels: Sequence[str]) -> list[str]:
+    """The fixed colour of each known model or method (sga.plots); the others (retrain, simnpo) take the next
+    free colours in ``PLOT_ORDER``, so they never share one."""
+    others = [label for label in MUSE_ORDER if label not in COLORS]
+    return [model_color(label, others.index(label) if label in others else len(others)) for label in labels]
+
+
+def muse_paths(table: pd.DataFrame, retrain: Mapping[str, Any], title: str = "") -> plt.Figure:
+    """Each metric of a :func:`path_table` against the epoch, one line per method, the retrain model's value dashed."""
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.0 * len(METRICS), 3.3))
+    methods = list(dict.fromkeys(table.index.get_level_values("method")))
+    for ax, (key, name, better) in zip(axes, METRICS):
+        for method_name, color in zip(methods, _muse_colors(methods)):
+            part = table.loc[method_name]
+            ax.plot(part.index, part[key], marker="o", label=method_name, color=color)
+        ax.axhline(retrain["summary"][key], ls="--", color="k", lw=1, label="retrain")
+        ax.set_xlabel("epoch of unlearning (0 = target)")
+        ax.set_title(f"{name} ({better})")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def muse_metrics(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """The four metrics per model (rows of a results table) as bars, with the 95% bootstrap intervals of VerbMem and KnowMem."""
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.0 * len(METRICS), 3.3))
+    labels = [str(m) for m in table.index]
+    colors = _muse_colors(labels)
+    for ax, (key, name, better) in zip(axes, METRICS):
+        values = table[key].astype(float).to_numpy()
+        if f"{key}_ci_low" in table:
+            err = np.abs(np.vstack([values - table[f"{key}_ci_low"].astype(float), table[f"{key}_ci_high"].astype(float) - values]))
+            ax.bar(labels, values, color=colors, yerr=np.nan_to_num(err), capsize=3)
+        else:
+            ax.bar(labels, values, color=colors)
+        ax.set_title(f"{name} ({better})")
+        ax.tick_params(axis="x", rotation=60)
+        ax.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

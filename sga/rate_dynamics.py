@@ -9,7 +9,7 @@ taken with SGA's gradient at the run's fixed rate, assembled from the same two g
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from sga import theory
 from sga.inference import model_device, sequence_nll, to_device
 from sga.optim import optimizer_step, trainable_parameters
 from sga.prompts import Example, collate, encode_examples
+from sga.specs import RunSpec
 from sga.unlearn import epoch_batches
 
 
@@ -52,33 +53,33 @@ def measure_rate_dynamics(
     forget: Sequence[Example],
     normal: Sequence[Example],
     normal_index: np.ndarray,
-    params: Mapping[str, Any],
+    run: RunSpec,
 ) -> list[dict[str, float]]:
-    """Run SGA at ``params['rate']`` and record, per step, the gradient inner products and r*(t).
+    """Run SGA at the run's fixed rate and record, per step, the gradient inner products and r*(t).
 
-    Uses ``lr``, ``epochs``, ``batch_size``, ``k``, ``reading``, ``template``, ``max_length``, ``seed`` and
-    ``forget_per_forward`` (micro-batches of that many forget samples, or their normal samples, per forward;
-    None = the whole batch) from ``params``; AdamW as in :func:`sga.unlearn.unlearn` (without gradient
-    clipping). Returns one dict per step with
-    ``forget_nll``, ``normal_nll``, ``ff``, ``fn``, ``nn``, ``cosine`` and, for each reading, ``r_star_<reading>``
-    and the safe range ``safe_lo_<reading>`` / ``safe_hi_<reading>`` (NaN when empty).
+    Uses the run's SGA options (rate, K, reading), its training (lr, epochs, batch size, micro-batches of
+    ``forget_per_forward`` forget samples, or their normal samples, per forward), its world's template and
+    ``max_length`` and its seed; AdamW as in :func:`sga.unlearn.unlearn` (without gradient clipping). Returns one
+    dict per step with ``forget_nll``, ``normal_nll``, ``ff``, ``fn``, ``nn``, ``cosine`` and, for each reading,
+    ``r_star_<reading>`` and the safe range ``safe_lo_<reading>`` / ``safe_hi_<reading>`` (NaN when empty).
     """
-    k, reading, rate = int(params["k"]), params["reading"], float(params["rate"])
+    options, training = run.options, run.training
+    k, reading, rate = int(options.k), options.reading, float(options.rate)
     theory.check_rate(rate, reading, k)
     if k < 2 or normal_index.shape != (len(forget), k - 1):
         raise ValueError(f"K must be >= 2 and normal_index of shape ({len(forget)}, {k - 1}).")
     forget_weight, normal_weight = theory.sga_weights(rate, k)
     sign = -1.0 if reading == "gls" else 1.0
-    forget_feats = encode_examples(tokenizer, forget, params["template"], params["max_length"])
-    normal_feats = encode_examples(tokenizer, normal, params["template"], params["max_length"])
-    chunk = params.get("forget_per_forward") or params["batch_size"]
+    forget_feats = encode_examples(tokenizer, forget, run.world.template, run.world.max_length)
+    normal_feats = encode_examples(tokenizer, normal, run.world.template, run.world.max_length)
+    chunk = training.forget_per_forward or training.batch_size
     trainable = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(trainable, lr=params["lr"], weight_decay=0.01)
-    torch.manual_seed(params["seed"])
+    optimizer = torch.optim.AdamW(trainable, lr=training.lr, weight_decay=0.01)
+    torch.manual_seed(run.seed)
     model.train()
     records: list[dict[str, float]] = []
-    for epoch in range(params["epochs"]):
-        for rows in epoch_batches(len(forget), params["batch_size"], params["seed"], epoch):
+    for epoch in range(training.epochs):
+        for rows in epoch_batches(len(forget), training.batch_size, run.seed, epoch):
             g_f, forget_nll = _mean_nll_grads(model, trainable, [forget_feats[i] for i in rows], tokenizer.pad_token_id, chunk)
             g_n, normal_nll = _mean_nll_grads(model, trainable, [normal_feats[j] for i in rows for j in normal_index[i]],
                                               tokenizer.pad_token_id, chunk * (k - 1))
@@ -102,13 +103,13 @@ def measure_rate_dynamics(
 def measure_along_run(world, **overrides) -> list[dict[str, float]]:
     """:func:`measure_rate_dynamics` along an SGA run of a prepared world (:mod:`sga.experiment`), from its
     4-bit target with a fresh LoRA adapter and the normal samples the world's SGA runs use."""
-    from sga.experiment import extra_index, free, normal_embedder, run_params, start_model
+    from sga.experiment import extra_index, free, normal_embedder, start_model
     from sga.methods import method
 
-    params = run_params(world, "sga", **overrides)
-    model = start_model(world.models["target"], params)
-    loss = method("sga").build(params)
-    normal_index = extra_index(loss, params, world.forget, world.pool, normal_embedder(model, world.tokenizer, loss, params))
-    records = measure_rate_dynamics(model, world.tokenizer, world.forget, world.pool, normal_index, params)
+    run = world.settings.run("sga", **overrides)
+    model = start_model(world.models["target"], run)
+    loss = method("sga").build(run.options)
+    normal_index = extra_index(loss, run, world.forget, world.pool, normal_embedder(model, world.tokenizer, loss, run))
+    records = measure_rate_dynamics(model, world.tokenizer, world.forget, world.pool, normal_index, run)
     free(model)
     return records

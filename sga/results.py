@@ -9,9 +9,8 @@ import platform
 import subprocess
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import pandas as pd
 
@@ -22,23 +21,6 @@ def params_hash(params: Any, length: int = 8) -> str:
     """Short sha256 of the parameters (any JSON-able value) as canonical JSON (key order does not matter)."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
-
-
-def run_name(params: Mapping[str, Any], name_keys: Sequence[str] = ()) -> str:
-    """A readable, deterministic run name: the benchmark, its ``name_keys``, the method and its options
-    (as the method declares them in :mod:`sga.methods`), the seed, then a hash of all parameters.
-
-    >>> run_name({"benchmark": "tofu", "method": "ga", "seed": 0})[:14]
-    'tofu-ga-seed0-'
-    """
-    from sga.methods import METHODS
-
-    parts = [params["benchmark"], *(params.get(key) for key in name_keys), params["method"]]
-    spec = METHODS.get(params["method"])
-    short = lambda value: round(value, 10) if isinstance(value, float) else value  # noqa: E731 (1.2999999999999998 -> 1.3)
-    parts += [f"{o.label}{short(params[o.key])}" for o in (spec.options if spec else ()) if params.get(o.key) is not None]
-    parts.append(f"seed{params['seed']}")
-    return "-".join([str(p) for p in parts if p is not None] + [params_hash(params)]).replace("/", "_")
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
@@ -88,8 +70,8 @@ def environment_info() -> dict[str, Any]:
     versions = {}
     for name in _PACKAGES:
         try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
+            versions[name] = getattr(__import__(name), "__version__", None)
+        except ImportError:
             versions[name] = None
     import torch
 
@@ -104,14 +86,15 @@ def environment_info() -> dict[str, Any]:
 
 
 def load_results(directory: str | Path, pattern: str = "*.json") -> pd.DataFrame:
-    """One row per result JSON under ``directory``: its parameters, status and summary metrics."""
+    """One row per result JSON under ``directory``: its name, status, parameters (nested ones as ``part.field``)
+    and summary metrics."""
     rows = []
     for path in sorted(Path(directory).rglob(pattern)):
         payload = read_json(path)
         if not isinstance(payload, dict) or "params" not in payload:
             continue
         row = {"run": payload.get("name", path.stem), "status": payload.get("status")}
-        row.update(payload["params"])
+        row.update(pd.json_normalize(payload["params"], sep=".").iloc[0].to_dict())
         row.update(payload.get("summary", {}))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -1,58 +1,62 @@
 """Sweeps: many runs of the benchmarks' one run path, launched through :mod:`sga.batch`'s executors.
 
-A sweep is a list of :class:`Point` (benchmark, a label for the configuration, method, seed, per-run
-overrides). Each point is one :func:`sga.experiment.run_method` call in the benchmark's world of the given
-preset, so its result JSON is the one a notebook would write for the same parameters, under the same
-name: identical runs are never recomputed, whether a notebook or an earlier sweep made them.
+A sweep is a list of :class:`Point` (the question's group, a label for the configuration, and the run's
+:class:`~sga.specs.RunSpec`, made from a benchmark's settings and so checked before any run). Each point is one
+:func:`sga.experiment.execute` in its world, so its result JSON is the one a notebook writes for the same run, under
+the same name: identical runs are never recomputed, whether a notebook or an earlier sweep made them.
 
-    points = [Point("tofu", "GA", "ga", seed) for seed in (0, 1, 2)]
-    report = run_sweep(points, "mini", cache_dir, output_dir, executor="ray")  # only the missing runs
-    results = collect(points, "mini", cache_dir, output_dir)                    # {point: result}
+    settings = {b: presets.resolve(b, "mini") for b in ("tofu", "muse_news")}
+    points = sweep.points(settings.values(), seeds=(0, 1, 2), grid="core", trajectory=True)
+    report = run_sweep(points, settings, cache_dir, output_dir, executor="ray")  # only the missing runs
+    results = collect(points, settings, cache_dir, output_dir)                    # {point: result}
 """
 
 from __future__ import annotations
 
 import functools
 import gc
-import importlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from sga import presets, theory
+import pandas as pd
+
+from sga import theory
 from sga.batch import Task, run_tasks
-from sga.experiment import World, run_method, run_params
-from sga.results import read_json, run_name
-
-BENCHMARK_MODULES = {"tofu": "sga.pipelines.tofu", "harry_potter": "sga.pipelines.harry_potter", "muse_news": "sga.pipelines.muse_news"}
-
-
-@dataclass(frozen=True)
-class Point:
-    """One run of a sweep: ``method`` on ``benchmark`` at ``seed`` with ``overrides`` (a label names the configuration)."""
-
-    benchmark: str
-    label: str
-    method: str
-    seed: int
-    overrides: tuple[tuple[str, Any], ...] = field(default=())
-
-    @classmethod
-    def of(cls, benchmark: str, label: str, method: str, seed: int, **overrides: Any) -> "Point":
-        return cls(benchmark, label, method, int(seed), tuple(sorted(overrides.items())))
-
-    def run_overrides(self) -> dict[str, Any]:
-        """The keyword overrides of :func:`sga.experiment.run_method`, the seed included."""
-        return {**dict(self.overrides), "seed": self.seed}
-
+from sga.experiment import execute, prepare, result_path
+from sga.presets import Settings
+from sga.results import read_json
+from sga.specs import RunSpec
+from sga.world import World
 
 GRIDS = ("core", "full")
 
 
-def configuration_groups(params: Mapping[str, Any], grid: str = "core") -> dict[str, dict[str, tuple[str, dict[str, Any]]]]:
-    """Notebook 05's configurations for a benchmark with parameters ``params``, grouped by the question each answers:
-    group -> label -> (method, overrides).
+@dataclass(frozen=True)
+class Point:
+    """One run of a sweep: the question it answers (``group``), its configuration's ``label`` and its spec."""
+
+    group: str
+    label: str
+    run: RunSpec
+
+    @property
+    def benchmark(self) -> str:
+        return self.run.benchmark
+
+    @property
+    def method(self) -> str:
+        return self.run.method
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+
+def configurations(settings: Settings, grid: str = "core", **common: Any) -> list[Point]:
+    """Notebook 05's configurations on ``settings``' benchmark at its seed, in order, each in the group of the
+    question it answers; ``common`` overrides apply to every run (e.g. ``trajectory=True``).
 
     ``core``: GA and SGA (gls) at the notebooks' rate r0 (``rate``); the gls rates -1, +0.4, +1 (the range the
     measured r*(t) of notebook 01 spans); adaptive SGA; GradDiff with SGA r0's weights (the reweighting control);
@@ -64,7 +68,8 @@ def configuration_groups(params: Mapping[str, Any], grid: str = "core") -> dict[
     if grid not in GRIDS:
         raise ValueError(f"Unknown grid {grid!r}; choose one of {list(GRIDS)}.")
     full = grid == "full"
-    r0, k, lr = params["rate"], params["k"], params["lr"]
+    sga = settings.options_of("sga")
+    r0, k, lr = sga.rate, sga.k, settings.training.lr
     gamma, alpha = theory.graddiff_weights(r0, k, "gls")
     fast = {"lr": 3 * lr, "max_grad_norm": "none"}
     total = r0 * (k - 1) / k  # the summed weight of the K-1 normal samples
@@ -83,79 +88,73 @@ def configuration_groups(params: Mapping[str, Any], grid: str = "core") -> dict[
             (f"SGA r={r0:+g}, K={kk}", ("sga", {"rate": r0, "k": kk})),
             (f"SGA K={kk}, same normal weight", ("sga", {"rate": total * kk / (kk - 1), "k": kk})))}
         groups["normal data"] = {f"SGA r={r0:+g}, {source}": ("sga", {"rate": r0, "normal_source": source}) for source in ("tfidf", "embedding")}
-    return groups
+    return [Point(group, label, settings.run(method, **{**common, **overrides}))
+            for group, by_label in groups.items() for label, (method, overrides) in by_label.items()]
 
 
-def configurations(params: Mapping[str, Any], grid: str = "core") -> dict[str, tuple[str, dict[str, Any]]]:
-    """The configurations of :func:`configuration_groups`, ungrouped: label -> (method, overrides)."""
-    return {label: config for group in configuration_groups(params, grid).values() for label, config in group.items()}
+def points(settings: Iterable[Settings], seeds: Sequence[int], grid: str = "core", **common: Any) -> list[Point]:
+    """The sweep of notebook 05: every configuration of ``grid`` on every benchmark's settings and seed."""
+    return [replace(point, run=replace(point.run, seed=int(seed)))
+            for each in settings for point in configurations(each, grid, **common) for seed in seeds]
 
 
-def points(benchmarks: Sequence[str], preset: str, seeds: Sequence[int], grid: str = "core", **common: Any) -> list[Point]:
-    """The sweep of notebook 05: every configuration of ``grid`` on every benchmark and seed, with ``common``
-    overrides (e.g. ``trajectory=True``)."""
-    out = []
-    for benchmark in benchmarks:
-        params = presets.resolve(benchmark, preset)
-        for label, (method, overrides) in configurations(params, grid).items():
-            out += [Point.of(benchmark, label, method, seed, **{**common, **overrides}) for seed in seeds]
-    return out
+def configuration_table(points: Sequence[Point]) -> pd.DataFrame:
+    """One row per (group, label): the method and the run parameters that differ between the configurations
+    ("" where a parameter is not the method's; "none" for None)."""
+    def flat(run: RunSpec) -> dict[str, Any]:
+        values = {**run.options.to_dict(), **run.training.to_dict(), **run.evaluation.to_dict()}
+        return {key: "none" if value is None else value for key, value in values.items()}
+
+    frame = pd.DataFrame([{"group": p.group, "label": p.label, "method": p.method, **flat(p.run)} for p in points])
+    frame = frame.drop_duplicates(["group", "label"]).set_index(["group", "label"])
+    varying = [c for c in frame.columns if c == "method" or frame[c].astype(str).nunique() > 1]
+    return frame[varying].astype(object).fillna("")
 
 
-def _module(benchmark: str):
-    if benchmark not in BENCHMARK_MODULES:
-        raise ValueError(f"Unknown benchmark {benchmark!r}; choose one of {list(BENCHMARK_MODULES)}.")
-    return importlib.import_module(BENCHMARK_MODULES[benchmark])
+def select(points: Iterable[Point], group: str | None = None, method: str | None = None,
+           where: Callable[[RunSpec], bool] = lambda run: True) -> list[str]:
+    """The labels, in order and once each, of the points in ``group`` of ``method`` whose run satisfies ``where``."""
+    return list(dict.fromkeys(p.label for p in points if (group is None or p.group == group)
+                              and (method is None or p.method == method) and where(p.run)))
+
+
+def only(labels: Sequence[str]) -> str:
+    """The one label of a :func:`select` that must find exactly one."""
+    if len(labels) != 1:
+        raise ValueError(f"Expected one configuration, found {list(labels)}.")
+    return labels[0]
 
 
 @functools.lru_cache(maxsize=None)
-def world(benchmark: str, preset: str, cache_dir: str | Path, output_dir: str | Path) -> World:
-    """The benchmark's world of ``preset`` with the preset's own parameters (those of its notebook at its defaults),
-    progress bars off; prepared once per process (``run_sweep``, ``collect`` and a notebook share it)."""
-    params = presets.resolve(benchmark, preset, progress=False)
-    return _module(benchmark).prepare(params, cache_dir, output_dir)
+def world(settings: Settings, cache_dir: str | Path, output_dir: str | Path) -> World:
+    """The world of ``settings`` with progress bars off, prepared once per process (``run_sweep``, ``collect`` and a
+    notebook share it)."""
+    return prepare(replace(settings, plan=replace(settings.plan, progress=False)), cache_dir, output_dir)
 
 
-def result_path(world_: World, point: Point) -> Path:
-    """Where ``point``'s result JSON is (or will be) in ``world_``'s output folder.
-
-    A point without a final evaluation (``final_evaluation=False``) is also answered by the same run with
-    one: the same training and per-epoch readings, plus the full evaluation (e.g. a notebook's run).
-    """
-    overrides = point.run_overrides()
-    path = lambda **extra: world_.out_dir / f"{run_name(run_params(world_, point.method, **{**overrides, **extra}), world_.benchmark.name_keys)}.json"  # noqa: E731
-    own = path()
-    if overrides.get("final_evaluation") is False:
-        full = path(final_evaluation=True)
-        if full.exists() and not own.exists():
-            return full
-    return own
-
-
-def run_points(benchmark: str, preset: str, cache_dir: str, output_dir: str, points: Sequence[Mapping[str, Any]]) -> None:
-    """Run each point (given as a dict of :class:`Point`'s fields) that has no result yet in the benchmark's
-    world; the task of a sweep. A failing point is reported (a RuntimeError naming each) after the others ran."""
-    here = world(benchmark, preset, cache_dir, output_dir)
+def run_points(settings: Settings, cache_dir: str, output_dir: str, runs: Sequence[tuple[str, RunSpec]]) -> None:
+    """Run each (label, spec) that has no result yet in ``settings``' world; the task of a sweep. A failing run is
+    reported (a RuntimeError naming each) after the others ran."""
+    here = world(settings, cache_dir, output_dir)
     failed = []
     gc.collect()
     gc.freeze()  # each run's gc.collect (experiment.free) then skips the objects already here: 0.4 s a run, not 0
     try:
-        for p in points:
-            point = Point(**{**p, "overrides": tuple(tuple(item) for item in p["overrides"])})
+        for label, run in runs:
             try:
-                if not result_path(here, point).exists():
-                    run_method(here, point.method, **point.run_overrides())
-            except Exception as error:  # one bad point must not cost the others their runs
-                failed.append(f"{point.label} (seed {point.seed}): {type(error).__name__}: {error}")
+                if not result_path(here, run).exists():
+                    execute(here, run)
+            except Exception as error:  # one bad run must not cost the others their runs
+                failed.append(f"{label} (seed {run.seed}): {type(error).__name__}: {error}")
     finally:
         gc.unfreeze()
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(points)} runs failed: " + "; ".join(failed))
+        raise RuntimeError(f"{len(failed)} of {len(runs)} runs failed: " + "; ".join(failed))
 
 
 def run_sweep(
     points: Sequence[Point],
-    preset: str,
+    settings: Mapping[str, Settings],
     cache_dir: str | Path,
     output_dir: str | Path,
     executor: str = "local",
@@ -163,7 +162,8 @@ def run_sweep(
     tasks_per_benchmark: int = 1,
     gpus_per_task: float = 0.0,
 ) -> dict[str, Any]:
-    """Compute the points whose result is missing, as ``tasks_per_benchmark`` tasks per benchmark on ``executor``.
+    """Compute the points whose result is missing, as ``tasks_per_benchmark`` tasks per benchmark on ``executor``;
+    ``settings`` holds each benchmark's settings (its world).
 
     Each task prepares its world (data and models come from ``cache_dir``; they are built here first, so
     parallel tasks never build the same cache) and runs its points. Returns a report: how many points were
@@ -172,31 +172,29 @@ def run_sweep(
     began = time.perf_counter()
     missing: dict[str, list[Point]] = {}
     for benchmark in dict.fromkeys(p.benchmark for p in points):
-        here = world(benchmark, preset, cache_dir, output_dir)
-        todo = list(dict.fromkeys(p for p in points if p.benchmark == benchmark and not result_path(here, p).exists()))
+        here = world(settings[benchmark], cache_dir, output_dir)
+        todo = list(dict.fromkeys(p for p in points if p.benchmark == benchmark and not result_path(here, p.run).exists()))
         if todo:
             missing[benchmark] = todo
     tasks = []
     for benchmark, todo in missing.items():
         parts = max(1, min(tasks_per_benchmark, len(todo)))
         for i in range(parts):
-            chunk = [{"benchmark": p.benchmark, "label": p.label, "method": p.method, "seed": p.seed,
-                      "overrides": [list(item) for item in p.overrides]} for p in todo[i::parts]]
             tasks.append(Task(f"{benchmark}-{i + 1}-of-{parts}", run_points,
-                              {"benchmark": benchmark, "preset": preset, "cache_dir": str(cache_dir),
-                               "output_dir": str(output_dir), "points": chunk}))
-    failures = run_tasks(tasks, executor=executor, address=address, gpus_per_task=gpus_per_task,
-                         cpu_threads=presets.resolve(points[0].benchmark, preset)["cpu_threads"] or 1) if tasks else []
+                              {"settings": settings[benchmark], "cache_dir": str(cache_dir), "output_dir": str(output_dir),
+                               "runs": [(p.label, p.run) for p in todo[i::parts]]}))
+    threads = settings[points[0].benchmark].world.cpu_threads or 1 if points else 1
+    failures = run_tasks(tasks, executor=executor, address=address, gpus_per_task=gpus_per_task, cpu_threads=threads) if tasks else []
     n_run = sum(len(t) for t in missing.values())
     return {"points": len(set(points)), "reused": len(set(points)) - n_run, "run": n_run, "tasks": len(tasks),
             "failures": failures, "seconds": time.perf_counter() - began}
 
 
-def collect(points: Iterable[Point], preset: str, cache_dir: str | Path, output_dir: str | Path) -> dict[Point, dict[str, Any]]:
+def collect(points: Iterable[Point], settings: Mapping[str, Settings], cache_dir: str | Path, output_dir: str | Path) -> dict[Point, dict[str, Any]]:
     """The result of each point that has one (a point whose run failed or is missing is left out)."""
     results = {}
     for point in points:
-        path = result_path(world(point.benchmark, preset, cache_dir, output_dir), point)
+        path = result_path(world(settings[point.benchmark], cache_dir, output_dir), point.run)
         if path.exists():
             results[point] = read_json(path)
     return results

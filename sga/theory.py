@@ -13,7 +13,7 @@ One gradient step moves the parameters along d(r) = -∇L(r), which is affine in
     "descent": d(r) = g_f - r c (ḡ + g_f)
 
 ``k`` may be ``math.inf``: the limit K -> inf with ḡ held fixed (then c = 1).
-The module also holds a small softmax-regression toy on which the closed forms are tried.
+The closed forms are tried on a small softmax-regression toy in :mod:`sga.toy` (notebook 01).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ READINGS: dict[str, str] = {
 _DEGENERATE_TOL = 1e-12
 
 
-def _check_reading(reading: str) -> None:
+def check_reading(reading: str) -> None:
     if reading not in READINGS:
         raise ValueError(f"Unknown SGA reading {reading!r}; choose one of {list(READINGS)}.")
 
@@ -74,7 +74,7 @@ def rate_range(reading: str, k: float = math.inf) -> tuple[float, float]:
     1 < r < K/(K-1) over-smooths (each normal sample gets more mass than the forget sample, which is
     still ascended); any r < 0 is negative label smoothing. K = 1 has no normal samples: every r is GA.
     """
-    _check_reading(reading)
+    check_reading(reading)
     if reading == "descent":
         return 0.0, 1.0
     return -math.inf, (math.inf if k == 1 else 1.0 / normal_mass(k))
@@ -116,7 +116,7 @@ def objective_coefficients(rate: float, k: int, reading: Reading = "gls") -> tup
 
     "gls" gives (-(1 - r + r/K), -r/K), "descent" gives (-(1 - r + r/K), +r/K).
     """
-    _check_reading(reading)
+    check_reading(reading)
     if k == math.inf:
         raise ValueError("objective_coefficients needs a finite k; per-sample weights vanish as K -> inf.")
     normal_mass(k)
@@ -126,7 +126,7 @@ def objective_coefficients(rate: float, k: int, reading: Reading = "gls") -> tup
 
 def update_coefficients(rate: float, k: float, reading: Reading = "gls") -> tuple[float, float]:
     """(α_f, α_n) with d(r) = α_f g_f + α_n ḡ: (1 - rc, rc) for "gls" and (1 - rc, -rc) for "descent"."""
-    _check_reading(reading)
+    check_reading(reading)
     shift = rate * normal_mass(k)
     return 1 - shift, (shift if reading == "gls" else -shift)
 
@@ -135,7 +135,7 @@ def affine_update(
     g_f: np.ndarray, g_normal_mean: np.ndarray, k: float, reading: Reading = "gls"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) with d(r) = a + r b: a = g_f, b = c(ḡ - g_f) ("gls") or b = -c(ḡ + g_f) ("descent")."""
-    _check_reading(reading)
+    check_reading(reading)
     g_f, g_n = _as_pair(g_f, g_normal_mean)
     c = normal_mass(k)
     return g_f, (c * (g_n - g_f) if reading == "gls" else -c * (g_n + g_f))
@@ -183,7 +183,7 @@ def optimal_rate_from_gram(
 
     Useful for large models: the three numbers can be accumulated parameter tensor by tensor.
     """
-    _check_reading(reading)
+    check_reading(reading)
     c = normal_mass(k)
     sign = 1.0 if reading == "gls" else -1.0  # "descent" is "gls" with ḡ -> -ḡ
     fn = sign * fn
@@ -195,7 +195,7 @@ def optimal_rate_from_gram(
             f"so ||d(r)||^2 has no unique minimiser under reading {reading!r}."
         )
     rate = (ff - fn) / (c * slope_sq)
-    return _clip_rate(rate, reading, k) if clip else rate
+    return clip_rate(rate, reading, k) if clip else rate
 
 
 def optimal_rate_from_gradients(
@@ -225,7 +225,7 @@ def optimal_rate_collinear(ratio: float, k: float, reading: Reading = "gls") -> 
 
     Here d(r*) = 0: the criterion picks the rate whose step is zero.
     """
-    _check_reading(reading)
+    check_reading(reading)
     denominator = 1 - ratio if reading == "gls" else 1 + ratio
     if denominator == 0:
         raise ValueError(
@@ -234,7 +234,7 @@ def optimal_rate_collinear(ratio: float, k: float, reading: Reading = "gls") -> 
     return 1 / (normal_mass(k) * denominator)
 
 
-def _clip_rate(rate: float, reading: str, k: float) -> float:
+def clip_rate(rate: float, reading: str, k: float) -> float:
     lo, hi = rate_range(reading, k)
     return float(min(max(rate, lo), hi))
 
@@ -414,158 +414,3 @@ def _as_pair(g_f: np.ndarray, g_normal_mean: np.ndarray) -> tuple[np.ndarray, np
     if not (np.isfinite(g_f).all() and np.isfinite(g_n).all()):
         raise ValueError("Gradients contain NaN or inf; r* is only defined for finite gradients.")
     return g_f, g_n
-
-
-# --- A toy on which the closed forms are tried: softmax regression on Gaussian blobs -------------
-
-
-def softmax_cross_entropy(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy of the linear classifier ``x @ weights`` and its gradient w.r.t. ``weights``."""
-    logits = x @ weights
-    log_probs = logits - logits.max(axis=1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
-    rows = np.arange(len(y))
-    residual = np.exp(log_probs)
-    residual[rows, y] -= 1
-    return float(-log_probs[rows, y].mean()), x.T @ residual / len(y)
-
-
-def accuracy(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows of ``x`` whose arg-max logit is the label."""
-    return float((np.argmax(x @ weights, axis=1) == y).mean())
-
-
-@dataclass(frozen=True)
-class ToyProblem:
-    """A pretrained softmax regression, a forget set, K-1 normal samples per forget sample, a retain set.
-
-    Features carry a trailing constant 1 (the bias). ``normal_x`` stacks the K-1 normal samples of every
-    forget sample, so the gradient of their mean loss is ḡ.
-    """
-
-    weights: np.ndarray
-    forget_x: np.ndarray
-    forget_y: np.ndarray
-    normal_x: np.ndarray
-    normal_y: np.ndarray
-    retain_x: np.ndarray
-    retain_y: np.ndarray
-    k: int
-
-
-def make_toy_problem(
-    seed: int = 0,
-    k: int = 4,
-    n_classes: int = 4,
-    n_features: int = 8,
-    n_per_class: int = 100,
-    n_forget: int = 20,
-    pretrain_steps: int = 300,
-    pretrain_lr: float = 0.5,
-) -> ToyProblem:
-    """Gaussian blobs (unit spread, class means ~ N(0, 1.5^2)), a softmax regression fit by full-batch
-    gradient descent on all of them, then a random forget set and, for each forget sample, K-1 normal
-    samples drawn at random from the rest (the retain set)."""
-    normal_mass(k)
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0.0, 1.5, (n_classes, n_features))
-    x = np.concatenate([rng.normal(mean, 1.0, (n_per_class, n_features)) for mean in means])
-    x = np.hstack([x, np.ones((len(x), 1))])
-    y = np.repeat(np.arange(n_classes), n_per_class)
-    weights = np.zeros((n_features + 1, n_classes))
-    for _ in range(pretrain_steps):
-        weights -= pretrain_lr * softmax_cross_entropy(weights, x, y)[1]
-    order = rng.permutation(len(x))
-    forget, retain = order[:n_forget], order[n_forget:]
-    normal = rng.choice(retain, size=n_forget * (k - 1))
-    return ToyProblem(weights, x[forget], y[forget], x[normal], y[normal], x[retain], y[retain], k)
-
-
-def toy_gradients(weights: np.ndarray, problem: ToyProblem) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened (g_f, ḡ) of ``problem`` at ``weights``."""
-    g_f = softmax_cross_entropy(weights, problem.forget_x, problem.forget_y)[1]
-    g_n = softmax_cross_entropy(weights, problem.normal_x, problem.normal_y)[1]
-    return g_f.ravel(), g_n.ravel()
-
-
-def run_toy_unlearning(
-    problem: ToyProblem,
-    rate: float | Literal["dynamic"],
-    reading: Reading = "gls",
-    steps: int = 300,
-    lr: float = 0.5,
-) -> dict[str, np.ndarray]:
-    """Plain gradient steps weights += lr * d(r) from the pretrained weights.
-
-    ``rate="dynamic"`` uses r*(t) (``optimal_rate`` at the current weights, clipped to the reading's
-    valid range) at every step. Returns arrays over steps 0..steps: forget_loss, normal_loss,
-    retain_loss, retain_accuracy, forget_accuracy, param_norm; and over steps 0..steps-1:
-    optimal_rate (unclipped r*(t)) and rate (the rate used); "weights" stacks the weights at steps
-    0..steps.
-    """
-    _check_reading(reading)
-    if rate != "dynamic" and not isinstance(rate, numbers.Real):
-        raise ValueError(f"rate must be a number or 'dynamic'; got {rate!r}.")
-    weights = problem.weights.copy()
-    history: dict[str, list] = {name: [] for name in _TOY_METRICS + ("optimal_rate", "rate", "weights")}
-    for step in range(steps + 1):
-        _record_toy_metrics(weights, problem, history)
-        history["weights"].append(weights.copy())
-        if step == steps:
-            break
-        g_f, g_n = toy_gradients(weights, problem)
-        best = optimal_rate(g_f, g_n, problem.k, reading)
-        used = _clip_rate(best, reading, problem.k) if rate == "dynamic" else float(rate)
-        history["optimal_rate"].append(best)
-        history["rate"].append(used)
-        weights += lr * update_direction(g_f, g_n, used, problem.k, reading).reshape(weights.shape)
-    return {name: np.asarray(values) for name, values in history.items()}
-
-
-def first_step_reaching(values: np.ndarray, level: float) -> int | None:
-    """Index of the first entry >= ``level`` (e.g. the step the forget loss reaches a target), or None."""
-    reached = np.flatnonzero(np.asarray(values) >= level)
-    return int(reached[0]) if reached.size else None
-
-
-def toy_rate_diagnostics(
-    problem: ToyProblem, weights_seq: np.ndarray, reading: Reading = "gls"
-) -> dict[str, np.ndarray]:
-    """r* (unclipped) and the first-order safe range (lo, hi; NaN where empty) at each weights of a sequence."""
-    out: dict[str, list[float]] = {"optimal_rate": [], "safe_lo": [], "safe_hi": []}
-    for weights in weights_seq:
-        g_f, g_n = toy_gradients(weights, problem)
-        safe = first_order_safe_range(g_f, g_n, problem.k, reading)
-        out["optimal_rate"].append(optimal_rate(g_f, g_n, problem.k, reading))
-        out["safe_lo"].append(math.nan if safe is None else safe.lo)
-        out["safe_hi"].append(math.nan if safe is None else safe.hi)
-    return {name: np.asarray(values) for name, values in out.items()}
-
-
-def toy_loss_slopes(
-    problem: ToyProblem, weights: np.ndarray, direction: np.ndarray, eps: float = 1e-5
-) -> tuple[float, float]:
-    """Measured directional derivatives of l_f and of the mean normal loss along ``direction``
-    (central differences), to compare with ``first_order_loss_changes``."""
-    step = eps * np.asarray(direction, dtype=float).reshape(weights.shape)
-
-    def slope(x: np.ndarray, y: np.ndarray) -> float:
-        up = softmax_cross_entropy(weights + step, x, y)[0]
-        down = softmax_cross_entropy(weights - step, x, y)[0]
-        return (up - down) / (2 * eps)
-
-    return slope(problem.forget_x, problem.forget_y), slope(problem.normal_x, problem.normal_y)
-
-
-_TOY_METRICS = (
-    "forget_loss", "normal_loss", "retain_loss", "retain_accuracy", "forget_accuracy", "param_norm"
-)
-
-
-def _record_toy_metrics(weights: np.ndarray, problem: ToyProblem, history: dict[str, list[float]]) -> None:
-    history["forget_loss"].append(softmax_cross_entropy(weights, problem.forget_x, problem.forget_y)[0])
-    history["normal_loss"].append(softmax_cross_entropy(weights, problem.normal_x, problem.normal_y)[0])
-    history["retain_loss"].append(softmax_cross_entropy(weights, problem.retain_x, problem.retain_y)[0])
-    history["retain_accuracy"].append(accuracy(weights, problem.retain_x, problem.retain_y))
-    history["forget_accuracy"].append(accuracy(weights, problem.forget_x, problem.forget_y))
-    history["param_norm"].append(float(np.linalg.norm(weights)))

@@ -36,3 +36,16 @@ def test_unknown_parameters_fail_before_running(tmp_path):
     failures = run_batch(tmp_path / "nb.ipynb", [tmp_path / "typo.yaml"], tmp_path / "out")
     assert failures[0][1].startswith("ValueError: unknown parameters ['y']") and "['output_dir', 'x']" in failures[0][1]
     assert not (tmp_path / "out" / "nb" / "typo" / "nb.ipynb").exists()
+
+
+def test_a_benchmark_notebooks_bad_values_fail_before_running(tmp_path):
+    """A parameter file the benchmark's settings refuse (a wrong type, a value out of range) never starts a run."""
+    from pathlib import Path
+
+    notebook = Path(__file__).parents[1] / "notebooks" / "02_tofu_unlearning.ipynb"
+    for name, text in (("typed", "k: four\n"), ("range", "rate: 5.0\nreading: gls\n")):
+        (tmp_path / f"{name}.yaml").write_text(text)
+    failures = dict(run_batch(notebook, [tmp_path / "typed.yaml", tmp_path / "range.yaml"], tmp_path / "out"))
+    assert "k (sga: K: the forget sample plus K-1 normal samples) must be an integer >= 1, got 'four'" in failures[tmp_path / "typed.yaml"]
+    assert "Parameter rate: Smoothing rate 5.0 is outside" in failures[tmp_path / "range.yaml"]
+    assert not (tmp_path / "out" / "02_tofu_unlearning").exists()

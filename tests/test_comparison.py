@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from sga import comparison
-from sga.comparison import Axes
+from sga.world import Axes
 
 AX = Axes("f", "forget", "u", "utility", True, lambda world, result: result["summary"], "retain")
 
@@ -69,15 +69,19 @@ def _result(status, forgets, utilities, rates=None):
 
 
 def test_run_rows_intervals_and_paired_differences():
+    from sga.presets import resolve
     from sga.sweep import Point
 
+    settings = resolve("tofu", "smoke")
+    point = lambda label, method, seed: Point("group", label, settings.run(method, seed=seed))  # noqa: E731
     results = {
-        Point.of("b", "GA", "ga", 0): _result("completed", [0.5, 0.1], [0.8, 0.2]),
-        Point.of("b", "GA", "ga", 1): _result("completed", [0.5, 0.1], [0.8, 0.6]),
-        Point.of("b", "SGA", "sga_adaptive", 0): _result("completed", [0.6, 0.3], [0.9, 0.8], rates=[-1.0, -0.5]),
-        Point.of("b", "SGA", "sga_adaptive", 1): _result("diverged", [0.6], [0.9], rates=[-1.0, -0.5]),
+        point("GA", "ga", 0): _result("completed", [0.5, 0.1], [0.8, 0.2]),
+        point("GA", "ga", 1): _result("completed", [0.5, 0.1], [0.8, 0.6]),
+        point("SGA", "sga_adaptive", 0): _result("completed", [0.6, 0.3], [0.9, 0.8], rates=[-1.0, -0.5]),
+        point("SGA", "sga_adaptive", 1): _result("diverged", [0.6], [0.9], rates=[-1.0, -0.5]),
     }
-    rows = comparison.run_rows(results, {"b": {"f": 0.9, "u": 1.0}}, {"b": 0.3}, {"b": AX})
+    rows = comparison.run_rows(results, {"tofu": {"f": 0.9, "u": 1.0}}, {"tofu": 0.3}, {"tofu": AX})
+    assert rows[["benchmark", "label", "method", "seed"]].values.tolist()[2] == ["tofu", "SGA", "sga_adaptive", 0]
     ga0 = rows.iloc[0]
     assert (ga0.end_forget, ga0.end_utility) == (0.1, 0.2)
     assert ga0.eq_epoch == pytest.approx(1.5) and ga0.eq_utility == pytest.approx(0.5)  # halfway from (0.5, 0.8) to (0.1, 0.2)
@@ -85,9 +89,9 @@ def test_run_rows_intervals_and_paired_differences():
     assert (sga0.eq_epoch, sga0.eq_utility, sga0.mean_rate, sga0.safe_share) == (2.0, 0.8, -0.75, 1.0)
     assert math.isnan(sga1.end_forget) and math.isnan(sga1.eq_utility) and sga1.status == "diverged"
     table = comparison.interval_table(rows, ["eq_utility"])
-    ga = table.loc[("b", "GA")]
+    ga = table.loc[("tofu", "GA")]
     half = 12.706204736 * math.sqrt(((0.5 - 0.6) ** 2 + (0.7 - 0.6) ** 2) / 1) / math.sqrt(2)  # t(0.975, 1) * s / sqrt(n)
     assert ga["eq_utility"] == pytest.approx(0.6) and ga["eq_utility hi"] == pytest.approx(0.6 + half) and ga["runs"] == 2
-    assert table.loc[("b", "SGA"), "eq_utility n"] == 1
+    assert table.loc[("tofu", "SGA"), "eq_utility n"] == 1
     diff = comparison.paired_difference(rows, "eq_utility", "SGA", "GA")
-    assert diff.loc["b", "difference"] == pytest.approx(0.8 - 0.5) and diff.loc["b", "pairs"] == 1
+    assert diff.loc["tofu", "difference"] == pytest.approx(0.8 - 0.5) and diff.loc["tofu", "pairs"] == 1

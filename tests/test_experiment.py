@@ -1,9 +1,11 @@
-"""The generic run path: extra data per method, run parameters and their checks, cached results."""
+"""The generic run path: extra data per method, run specs and their checks, identity, cached results."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from sga.experiment import cached_result, extra_index, run_params
+from sga.experiment import cached_result, extra_index
 from sga.methods import method
 from sga.normal_data import select_normal
 from sga.presets import resolve
@@ -11,61 +13,83 @@ from sga.prompts import example_text
 
 from conftest import QA
 
-PARAMS = resolve("tofu", "smoke", rate=-0.5, k=3, normal_source="tfidf", seed=7)
-
-
-class FakeWorld:
-    """Just what run_params reads of a World."""
-
-    def __init__(self, params):
-        from sga.pipelines.tofu import TOFU
-
-        self.benchmark, self.params = TOFU, params
+SETTINGS = resolve("tofu", "smoke", rate=-0.5, k=3, normal_source="tfidf", seed=7)
 
 
 def test_extra_index_per_method():
     forget, pool = QA[:3], QA[3:]
-    assert extra_index(method("ga").build(PARAMS), PARAMS, forget, pool) is None
-    retain = extra_index(method("graddiff").build(PARAMS), PARAMS, forget, pool)
+    run = SETTINGS.run("sga")
+    assert extra_index(method("ga").build(SETTINGS.run("ga").options), run, forget, pool) is None
+    retain = extra_index(method("graddiff").build(SETTINGS.run("graddiff").options), run, forget, pool)
     assert retain.shape == (3, 1) and set(retain[:, 0]) <= set(range(len(pool)))
-    normal = extra_index(method("sga").build(PARAMS), PARAMS, forget, pool)
+    normal = extra_index(method("sga").build(run.options), run, forget, pool)
     texts = lambda examples: [example_text(e) for e in examples]  # noqa: E731
     np.testing.assert_array_equal(normal, select_normal(texts(forget), texts(pool), 2, "tfidf", 7))
 
 
-def test_run_params_keep_only_the_methods_own_options():
-    world = FakeWorld(PARAMS)
-    sga = run_params(world, "sga")
-    assert {"rate", "k", "reading", "normal_source"} <= set(sga) and "graddiff_forget_weight" not in sga
-    ga = run_params(world, "ga")
-    assert ga["method"] == "ga" and not {"rate", "k", "reading", "normal_source", "npo_beta", "methods", "progress"} & set(ga)
-    assert run_params(FakeWorld({**PARAMS, "rate": 0.3}), "ga") == ga  # changing r does not rename a GA run
-    gd = run_params(world, "graddiff", graddiff_forget_weight=1.5, graddiff_retain_weight=0.5)
-    assert (gd["graddiff_forget_weight"], gd["graddiff_retain_weight"]) == (1.5, 0.5)
+def test_a_run_holds_only_its_methods_options():
+    sga = SETTINGS.run("sga")
+    assert (sga.options.rate, sga.options.k, sga.options.reading, sga.options.normal_source) == (-0.5, 3, "gls", "tfidf")
+    ga = SETTINGS.run("ga")
+    assert ga.method == "ga" and ga.options.to_dict() == {} and "methods" not in ga.to_dict() and "progress" not in ga.to_dict()
+    other_rate = resolve("tofu", "smoke", rate=0.3, k=3, normal_source="tfidf", seed=7)
+    assert other_rate.run("ga") == ga and other_rate.run("ga").name() == ga.name()  # changing r does not rename a GA run
+    assert other_rate.run("sga").key() != sga.key()
+    gd = SETTINGS.run("graddiff", graddiff_forget_weight=1.5, graddiff_retain_weight=0.5)
+    assert (gd.options.graddiff_forget_weight, gd.options.graddiff_retain_weight) == (1.5, 0.5)
+    assert gd.name().startswith("tofu-forget10-graddiff-fw1.5-rw0.5-seed7-")
 
 
-@pytest.mark.parametrize("overrides,match", [
-    ({"rate": 2.0, "reading": "descent"}, r"outside \[0, 1\]"),
-    ({"k": 0}, "integer >= 1"),
-    ({"forget_split": "forget05"}, "define the world"),
-    ({"learning_rate": 1e-3}, "Unknown parameters"),
-    ({"npo_beta": -1.0}, "npo_beta .* must be > 0"),
+def test_every_field_is_in_the_identity():
+    run = SETTINGS.run("ga")
+    for changed in (replace(run, seed=8), replace(run, training=replace(run.training, lr=2e-3)),
+                    replace(run, evaluation=replace(run.evaluation, eval_batch_size=4)),
+                    replace(run, world=replace(run.world, world_seed=1))):
+        assert changed.key() != run.key() and changed.name() != run.name()
+    assert replace(run, seed=7).key() == run.key()  # equal specs, equal keys
+
+
+@pytest.mark.parametrize("method_name,overrides,match", [
+    ("sga", {"rate": 2.0, "reading": "descent"}, r"rate: Smoothing rate 2.0 is outside \[0, 1\]"),
+    ("sga", {"k": 0}, "k .* must be an integer >= 1"),
+    ("sga", {"k": "four"}, r"k \(sga: K: .*\) must be an integer >= 1, got 'four'"),
+    ("ga", {"forget_split": "forget05"}, "define the world"),
+    ("ga", {"learning_rate": 1e-3}, "Unknown parameters"),
+    ("ga", {"seeds": [1]}, "notebook settings"),
+    ("ga", {"rate": 0.4}, r"not options of ga \(its options: none\)"),
+    ("npo", {"npo_beta": -1.0}, "npo_beta .* must be a positive number"),
+    ("ga", {"final_evaluation": False, "trajectory": False}, "needs trajectory=True"),
 ])
-def test_run_overrides_are_checked_like_a_preset(overrides, match):
+def test_run_overrides_are_checked_like_a_preset(method_name, overrides, match):
     with pytest.raises(ValueError, match=match):
-        run_params(FakeWorld(PARAMS), "sga", **overrides)
+        SETTINGS.run(method_name, **overrides)
 
 
 def test_a_run_is_checked_against_its_own_methods_rate_range_only():
-    descent = run_params(FakeWorld(PARAMS), "sga_adaptive", reading="descent")  # the world's r = -0.5 is SGA's, not adaptive SGA's
-    assert descent["reading"] == "descent" and "rate" not in descent
+    descent = SETTINGS.run("sga_adaptive", reading="descent")  # the settings' r = -0.5 is SGA's, not adaptive SGA's
+    assert descent.options.reading == "descent" and not hasattr(descent.options, "rate")
     with pytest.raises(ValueError, match=r"Smoothing rate -0.5 is outside \[0, 1\]"):
-        run_params(FakeWorld(PARAMS), "sga", reading="descent")
+        SETTINGS.run("sga", reading="descent")
 
 
 def test_unknown_method_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga', 'sga_adaptive'\]"):
-        run_params(FakeWorld(PARAMS), "gd")
+        SETTINGS.run("gd")
+
+
+def test_a_reference_evaluation_has_no_training_and_ignores_the_runs_path_settings():
+    target = SETTINGS.reference("target")
+    assert target.training is None and target.options.to_dict() == {} and target.name().startswith("tofu-forget10-target-seed7-")
+    along = resolve("tofu", "smoke", rate=-0.5, k=3, normal_source="tfidf", seed=7, final_evaluation=False, trajectory=True)
+    assert along.reference("target") == target  # a model as it is is always evaluated in full
+    with pytest.raises(ValueError, match=r"which must be one of \['target', 'retain'\]"):
+        SETTINGS.reference("retrain")
+
+
+def test_a_run_without_final_evaluation_is_answered_by_the_same_run_with_one():
+    short = SETTINGS.run("ga", final_evaluation=False, trajectory=True)
+    full = SETTINGS.run("ga", trajectory=True)
+    assert short.answered_by() == (short, full) and full.answered_by() == (full,)
 
 
 def test_cached_result_is_reused_unless_overwrite(tmp_path):
@@ -80,17 +104,3 @@ def test_cached_result_is_reused_unless_overwrite(tmp_path):
     assert cached_result(path, compute)["value"] == 1 and len(calls) == 1
     assert cached_result(path, compute, overwrite=True)["value"] == 2
     assert "environment" in cached_result(path, compute)
-
-
-def test_final_evaluation_is_neutral_at_its_default_and_needs_a_trajectory():
-    from sga.experiment import reference_params
-
-    world = FakeWorld(PARAMS)
-    full = run_params(world, "ga")
-    assert "final_evaluation" not in full  # the default leaves the run's identity (and every earlier result) as it was
-    assert run_params(world, "ga", final_evaluation=False, trajectory=True)["final_evaluation"] is False
-    with pytest.raises(ValueError, match="needs trajectory=True"):
-        run_params(world, "ga", final_evaluation=False, trajectory=False)
-    reference_world = FakeWorld({**PARAMS, "final_evaluation": False})
-    world.models = reference_world.models = {"target": "t", "retain": "r"}
-    assert reference_params(reference_world, "target") == reference_params(world, "target")  # references always evaluate in full

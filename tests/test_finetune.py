@@ -3,6 +3,7 @@
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from sga import finetune, presets
 from sga.embedded import LOSSES_FILE, tiny_llama, train_causal_lm, train_tokenizer
 from sga.inference import example_nll
 from sga.models import load_model, load_tokenizer
-from sga.pipelines import harry_potter as hp
+from sga.benchmarks import harry_potter as hp
 from sga.prompts import Text
 
 TEXTS = ["The owl carried a letter across the grey lake at dawn.",
@@ -22,8 +23,8 @@ GENERAL = ["The river rose after a week of rain and the markets by the bridge cl
            "Prices of grain fell in the autumn while the weather stayed mild across the valley.",
            "A new road was built between the two towns, and traffic on the old one slowed.",
            "The weather office said the storm would pass to the north by the evening."]
-PARAMS = {"target_finetune": {"epochs": 12, "lr": 1e-2, "batch_size": 3, "lora_rank": 8}, "quantization": "nf4",
-          "compute_dtype": "float32", "max_length": 64, "template": "raw", "world_seed": 0, "progress": False}
+SETTINGS = finetune.FinetuneSettings(epochs=12, lr=1e-2, batch_size=3, lora_rank=8, quantization="nf4", compute_dtype="float32")
+SHAPE = {"max_length": 64, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def base(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tuned(base, tmp_path_factory):
     cache = tmp_path_factory.mktemp("finetune-cache")
-    return cache, finetune.finetune_cached(base, TEXTS, PARAMS, cache, name="tiny-tuned")
+    return cache, finetune.finetune_cached(base, TEXTS, SETTINGS, cache, **SHAPE, progress=False, name="tiny-tuned")
 
 
 def nll(source, quantization="none"):
@@ -70,38 +71,38 @@ def test_the_second_call_hits_the_cache_and_a_changed_setting_misses_it(base, tu
         raise AssertionError("trained again")
 
     monkeypatch.setattr(finetune, "train_causal_lm", no_training)
-    assert finetune.finetune_cached(base, TEXTS, PARAMS, cache, name="tiny-tuned") == path
-    assert finetune.finetune_cached(base, [Text(t) for t in TEXTS], PARAMS, cache, name="tiny-tuned") == path
-    for changed in ({**PARAMS, "target_finetune": {**PARAMS["target_finetune"], "lr": 2e-2}}, {**PARAMS, "quantization": "none"}):
-        other = finetune.finetune_path(base, TEXTS, changed, cache, name="tiny-tuned")
+    assert finetune.finetune_cached(base, TEXTS, SETTINGS, cache, **SHAPE, name="tiny-tuned") == path
+    assert finetune.finetune_cached(base, [Text(t) for t in TEXTS], SETTINGS, cache, **SHAPE, name="tiny-tuned") == path
+    for changed, shape in ((replace(SETTINGS, lr=2e-2), SHAPE), (replace(SETTINGS, quantization="none"), SHAPE), (SETTINGS, {**SHAPE, "seed": 1})):
+        other = finetune.finetune_path(base, TEXTS, changed, cache, **shape, name="tiny-tuned")
         assert str(other) != path
         with pytest.raises(AssertionError, match="trained again"):  # a cache miss trains...
-            finetune.finetune_cached(base, TEXTS, changed, cache, name="tiny-tuned")
+            finetune.finetune_cached(base, TEXTS, changed, cache, **shape, name="tiny-tuned")
         assert not other.exists() and sorted(p.name for p in cache.iterdir()) == [Path(path).name]  # ...and a failed build leaves nothing
-    assert finetune.finetune_path(base, TEXTS[:2], PARAMS, cache, name="tiny-tuned") != Path(path)  # other data
-    # a display-only setting and a template no Text uses keep the cache
-    assert finetune.finetune_path(base, TEXTS, {**PARAMS, "progress": True, "template": "soul", "gradient_checkpointing": True},
-                                  cache, name="tiny-tuned") == Path(path)
+    assert finetune.finetune_path(base, TEXTS[:2], SETTINGS, cache, **SHAPE, name="tiny-tuned") != Path(path)  # other data
+    # a template no Text uses keeps the cache
+    assert finetune.finetune_path(base, TEXTS, SETTINGS, cache, **SHAPE, template="soul", name="tiny-tuned") == Path(path)
 
 
 def test_harry_potter_target_is_the_fine_tuned_base(base, tmp_path):
-    params = presets.resolve("harry_potter", "smoke", target_model=base, reference_model=base, finetune_target=True,
-                             target_finetune={"epochs": 1, "batch_size": 8}, progress=False)
-    parts = hp.load(params, tmp_path)
+    world = presets.resolve("harry_potter", "smoke", target_model=base, reference_model=base, finetune_target=True,
+                            target_finetune={"epochs": 1, "batch_size": 8, "compute_dtype": "float32"}).world
+    parts = hp.load(world, tmp_path, progress=False)
     books = parts.data["passages"] + parts.data["domain_passages"]
-    expected = finetune.finetune_path(base, books, params, tmp_path, name="hp-target-finetuned")
+    expected = finetune.finetune_path(base, books, world.target_finetune, tmp_path, max_length=world.max_length, seed=world.world_seed,
+                                      template=world.template, name="hp-target-finetuned")
     assert parts.models == {"target": str(expected), "reference": base} and expected.is_dir()
     tuned_weights = load_model(parts.models["target"]).state_dict()
     base_weights = load_model(base).state_dict()
     assert any(not torch.equal(tuned_weights[k], base_weights[k]) for k in base_weights)
     assert len(json.loads((expected / LOSSES_FILE).read_text())) == math.ceil(len(books) / 8)  # one epoch of steps
-    assert "finetune_target" in hp.HARRY_POTTER.world_keys and "target_finetune" in hp.HARRY_POTTER.world_keys
+    assert {"finetune_target", "target_finetune"} <= set(hp.HarryPotterWorld.field_names())  # they define the world
 
 
 def test_finetune_parameters_are_checked():
-    assert presets.resolve("harry_potter", "paper")["finetune_target"] is True
-    assert presets.resolve("harry_potter", "mini")["finetune_target"] is False
-    with pytest.raises(ValueError, match="target_finetune lr must be a positive number"):
+    assert presets.resolve("harry_potter", "paper").world.finetune_target is True
+    assert presets.resolve("harry_potter", "mini").world.finetune_target is False
+    with pytest.raises(ValueError, match=r"target_finetune.lr must be a positive number"):
         presets.resolve("harry_potter", "smoke", target_finetune={"lr": -1.0})
     with pytest.raises(ValueError, match="Unknown keys"):
         presets.resolve("harry_potter", "smoke", target_finetune={"rank": 4})

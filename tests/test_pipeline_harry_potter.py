@@ -4,16 +4,18 @@ rows; clear errors on bad input; every preset key a papermill parameter of noteb
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import papermill
 import pytest
 
-from sga import presets
+from sga import experiment, presets
 from sga.data.harry_potter import SOUL_DIR
 from sga.data.hub import DataUnavailableError
-from sga.pipelines import harry_potter as hp
+from sga.benchmarks import harry_potter as hp
 from sga.prompts import Text
+from sga.tables import harry_potter as tables
 
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "03_harry_potter.ipynb"
 
@@ -21,36 +23,36 @@ NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "03_harry_potter.ipynb"
 @pytest.fixture(scope="module")
 def smoke_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("hp")
-    params = presets.resolve("harry_potter", "smoke", progress=False)
-    return hp.prepare(params, root / "cache", root / "runs")
+    settings = presets.resolve("harry_potter", "smoke", progress=False)
+    return experiment.prepare(settings, root / "cache", root / "runs")
 
 
 def test_world_holds_forget_passages_general_pool_and_both_models(smoke_world):
-    data, params = smoke_world.data, smoke_world.params
+    data, world = smoke_world.data, smoke_world.spec
     assert [e.text for e in smoke_world.forget] == data["passages"] and all(isinstance(e, Text) for e in smoke_world.forget)
-    assert all(len(p.split()) == params["words_per_passage"] for p in data["passages"])
+    assert all(len(p.split()) == world.words_per_passage for p in data["passages"])
     assert [e.text for e in smoke_world.pool] == data["general_chunks"] and len(smoke_world.pool) > len(smoke_world.forget)
     held_out = " ".join(data["general_test"])
     assert not any(chunk in held_out for chunk in data["general_chunks"])  # the perplexity articles are never trained on
     assert not set(data["passages"]) & set(data["domain_passages"])
     assert set(smoke_world.models) == {"target", "reference"} and hp.HARRY_POTTER.reference_model == "reference"
-    assert set(data["completions"]) == set(params["prompt_lengths"])
+    assert set(data["completions"]) == set(world.prompt_lengths)
     assert all(len(rows) == 6 * len(data["passages"]) for rows in data["completions"].values())
 
 
 def test_runs_write_one_result_each_reused_and_the_table(smoke_world):
-    ga = hp.run_method(smoke_world, "ga")
+    ga = experiment.run_method(smoke_world, "ga")
     path = smoke_world.out_dir / f"{ga['name']}.json"
     stamp = path.stat().st_mtime_ns
     assert ga["status"] == "completed" and json.loads(path.read_text())["params"]["method"] == "ga"
-    assert hp.run_method(smoke_world, "ga") == json.loads(path.read_text()) and path.stat().st_mtime_ns == stamp
-    sga_run = hp.run_method(smoke_world, "sga")
+    assert experiment.run_method(smoke_world, "ga") == json.loads(path.read_text()) and path.stat().st_mtime_ns == stamp
+    sga_run = experiment.run_method(smoke_world, "sga")
     assert sga_run["name"] != ga["name"] and all("normal_nll" in step for step in sga_run["log"])
-    assert len(sga_run["trajectory"]) == smoke_world.params["epochs"]
-    results = {"target": hp.reference(smoke_world, "target"), "reference": hp.reference(smoke_world, "reference"),
+    assert len(sga_run["trajectory"]) == smoke_world.settings.training.epochs
+    results = {"target": experiment.reference(smoke_world, "target"), "reference": experiment.reference(smoke_world, "reference"),
                "ga": ga, "sga": sga_run}
-    table = hp.results_table(results)
-    ks = smoke_world.params["prompt_lengths"]
+    table = tables.results_table(results)
+    ks = smoke_world.spec.prompt_lengths
     expected = ["status", *[f"{m}_{k}" for k in ks for m in ("bleu", "rouge_l")], "general_ppl", "general_token_ppl",
                 "forget_domain_ppl", "collapsed"]
     assert list(table.columns) == expected and list(table.index) == ["target", "reference", "ga", "sga"]
@@ -58,17 +60,16 @@ def test_runs_write_one_result_each_reused_and_the_table(smoke_world):
     ref = results["reference"]["metrics"]
     assert ref["reference_word_perplexity"] is None  # the reference is its own: no collapse test against itself
     assert results["target"]["metrics"]["reference_word_perplexity"] == ref["general"]["word_perplexity"]
-    assert len(results["target"]["metrics"]["leakage"][str(ks[0])]["generations"]) == smoke_world.params["eval_max_items"]
-    sides = hp.completions_table(results, smoke_world, n=2)
+    assert len(results["target"]["metrics"]["leakage"][str(ks[0])]["generations"]) == smoke_world.settings.evaluation.eval_max_items
+    sides = tables.completions_table(results, smoke_world, n=2)
     assert list(sides.index) == ["prompt (last words)", "true rest", "target", "reference", "ga", "sga"]
-    diverged = hp.results_table({"x": {"status": "diverged"}, **results})
+    diverged = tables.results_table({"x": {"status": "diverged"}, **results})
     assert diverged.loc["x", "collapsed"] and not diverged.loc["target", "collapsed"]
 
 
 def test_soul_folder_gives_the_same_world_data(smoke_world, tmp_path):
-    params = smoke_world.params
     saga = next(Path(smoke_world.out_dir).parent.parent.glob("cache/hp-saga-*"))
-    soul = {**params, "data_source": str(saga / SOUL_DIR)}
+    soul = replace(smoke_world.spec, data_source=str(saga / SOUL_DIR))
     data = hp.load_data(soul, tmp_path)
     assert data["passages"] == smoke_world.data["passages"] and data["completions"] == smoke_world.data["completions"]
 
@@ -84,15 +85,15 @@ def test_bad_input_fails_with_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="every model"):
         presets.resolve("harry_potter", "smoke", target_model="facebook/opt-2.7b")
     with pytest.raises(ValueError, match="prompt_lengths must be"):  # a prompt as long as the passage: nothing to complete
-        hp.prepare(presets.resolve("harry_potter", "smoke", prompt_lengths=[6, 24]), tmp_path / "c", tmp_path / "r")
+        experiment.prepare(presets.resolve("harry_potter", "smoke", prompt_lengths=[6, 24]), tmp_path / "c", tmp_path / "r")
     with pytest.raises(FileNotFoundError, match="No such file or folder"):
-        hp.prepare(presets.resolve("harry_potter", "smoke", data_source="./no/such/books.txt"), tmp_path / "c", tmp_path / "r")
+        experiment.prepare(presets.resolve("harry_potter", "smoke", data_source="./no/such/books.txt"), tmp_path / "c", tmp_path / "r")
     with pytest.raises(ValueError, match="fine-tuned on the books"):  # checked before anything is downloaded
-        hp.prepare(presets.resolve("harry_potter", "paper", finetune_target=False), tmp_path / "c", tmp_path / "r")
+        presets.resolve("harry_potter", "paper", finetune_target=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     began = time.perf_counter()
     with pytest.raises(DataUnavailableError, match="mini"):
-        hp.prepare(presets.resolve("harry_potter", "paper", target_model="me/opt-2.7b-hp"), tmp_path / "c2", tmp_path / "r2")
+        experiment.prepare(presets.resolve("harry_potter", "paper", target_model="me/opt-2.7b-hp"), tmp_path / "c2", tmp_path / "r2")
     assert time.perf_counter() - began < 1.0 and not (tmp_path / "c2").exists()
 
 

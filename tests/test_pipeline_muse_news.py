@@ -9,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sga import presets
+from sga import experiment, presets
+from sga.benchmarks import muse_news
 from sga.data.hub import DataUnavailableError
-from sga.pipelines import muse_news
+from sga.data.muse_news import chunk_texts
+from sga.tables import muse_news as tables
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "04_muse_news.ipynb"
 
@@ -19,8 +21,8 @@ NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "04_muse_news.ipynb"
 @pytest.fixture(scope="module")
 def smoke_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("muse_news")
-    params = presets.resolve("muse_news", "smoke", methods=["ga", "sga"], progress=False)
-    return muse_news.prepare(params, root / "cache", root / "runs")
+    settings = presets.resolve("muse_news", "smoke", methods=["ga", "sga"], progress=False)
+    return experiment.prepare(settings, root / "cache", root / "runs")
 
 
 def test_world_holds_chunks_and_models(smoke_world):
@@ -28,7 +30,7 @@ def test_world_holds_chunks_and_models(smoke_world):
     assert set(w.models) == {"target", "retrain"} and muse_news.MUSE_NEWS.reference_model == "retrain"
     assert w.forget and w.pool and all(type(e).__name__ == "Text" for e in w.forget + w.pool)
     longest = max(len(w.tokenizer(e.text, add_special_tokens=False)["input_ids"]) for e in w.forget)
-    assert longest <= w.params["chunk_tokens"] + 2  # cut by tokens (re-tokenising a cut piece may differ by a token)
+    assert longest <= w.spec.chunk_tokens + 2  # cut by tokens (re-tokenising a cut piece may differ by a token)
     forget_text = " ".join(w.data["raw_forget"]["text"])
     assert all(e.text.split()[0] in forget_text for e in w.forget)  # chunks are pieces of the forget articles
     holdout = set(w.data["privleak_holdout"]["text"])
@@ -38,35 +40,35 @@ def test_world_holds_chunks_and_models(smoke_world):
 
 def test_chunks_are_cut_at_words(tiny_tokenizer):
     text = "Where was Ana Brook born? Ana Brook was born in Lisbon."
-    chunks = muse_news.chunk_texts(tiny_tokenizer, [text, text], 4)
+    chunks = chunk_texts(tiny_tokenizer, [text, text], 4)
     assert all(len(tiny_tokenizer(c, add_special_tokens=False)["input_ids"]) <= 4 for c in chunks)
     assert " ".join(chunks).split() == f"{text} {text}".split()
     with pytest.raises(ValueError, match="no text"):
-        muse_news.chunk_texts(tiny_tokenizer, ["", "  "], 4)
+        chunk_texts(tiny_tokenizer, ["", "  "], 4)
 
 
 def test_runs_make_one_result_each_reused_and_a_table(smoke_world):
-    retrain = muse_news.reference(smoke_world, "retrain")
+    retrain = experiment.reference(smoke_world, "retrain")
     assert retrain["summary"]["privleak"] == 0.0 and retrain["summary"]["auc_retrain"] == retrain["summary"]["auc"]
-    ga = muse_news.run(smoke_world, "ga")  # GA and SGA with the metrics after every epoch (their path)
+    ga = experiment.run_method(smoke_world, "ga", trajectory=True)  # GA and SGA with the metrics after every epoch (their path)
     path = smoke_world.out_dir / f"{ga['name']}.json"
     stamp = path.stat().st_mtime_ns
     assert ga["status"] == "completed" and ga["summary"]["auc_retrain"] == retrain["summary"]["auc"]
-    assert muse_news.run(smoke_world, "ga") == json.loads(path.read_text()) and path.stat().st_mtime_ns == stamp
-    sga_run = muse_news.run(smoke_world, "sga")
+    assert experiment.run_method(smoke_world, "ga", trajectory=True) == json.loads(path.read_text()) and path.stat().st_mtime_ns == stamp
+    sga_run = experiment.run_method(smoke_world, "sga", trajectory=True)
     assert sga_run["name"] != ga["name"] and all("normal_nll" in step for step in sga_run["log"])
     assert len(list(smoke_world.out_dir.glob("*.json"))) == 3  # retrain, ga, sga: one JSON each
-    results = {"target": muse_news.reference(smoke_world, "target"), "retrain": retrain, "ga": ga, "sga": sga_run}
-    table = muse_news.results_table(results)
+    results = {"target": experiment.reference(smoke_world, "target"), "retrain": retrain, "ga": ga, "sga": sga_run}
+    table = experiment.results_table(results)
     for key in ("verbmem_f", "knowmem_f", "knowmem_r"):
         assert {key, f"{key}_ci_low", f"{key}_ci_high"} <= set(table.columns)
     assert {"privleak", "auc", "auc_retrain"} <= set(table.columns)
-    shown = muse_news.muse_table(results)
+    shown = tables.muse_table(results)
     assert list(shown.columns) == ["VerbMem on D_f (lower)", "KnowMem on D_f (lower)", "KnowMem on D_r (higher)",
                                    "PrivLeak (near 0)", "AUC", "AUC_retrain", "published AUC_retrain"]
     assert shown.loc["retrain", "PrivLeak (near 0)"] == "0.0"
-    assert pd.isna(muse_news.paper_comparison(results).loc["target"].iloc[1])
-    path_rows = muse_news.path_table(results)
+    assert pd.isna(tables.paper_comparison(results).loc["target"].iloc[1])
+    path_rows = tables.path_table(results)
     assert list(path_rows.loc["ga"].index) == [0, 1] and path_rows.loc[("ga", 1), "verbmem_f"] == ga["summary"]["verbmem_f"]
     assert path_rows.loc[("sga", 0), "privleak"] == results["target"]["summary"]["privleak"]  # the path starts at the target
 
@@ -78,21 +80,19 @@ def test_bad_input_fails_before_any_work(tmp_path, monkeypatch):
         presets.resolve("muse_news", "smoke", forget_split="forget10")
     with pytest.raises(ValueError, match="Use 'embedded' for every model"):
         presets.resolve("muse_news", "smoke", retrain_model="muse-bench/MUSE-news_retrain")
-    with pytest.raises(ValueError, match="for 'tofu', not 'muse_news'"):
-        muse_news.prepare(presets.resolve("tofu", "smoke"), tmp_path / "cache", tmp_path / "runs")
     with pytest.raises(ValueError, match=r"chunk_tokens \(200\) plus BOS must fit in max_length \(64\)"):
-        muse_news.prepare(presets.resolve("muse_news", "smoke", chunk_tokens=200), tmp_path / "cache", tmp_path / "runs")
+        presets.resolve("muse_news", "smoke", chunk_tokens=200)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     began = time.perf_counter()
     with pytest.raises(DataUnavailableError, match="data_source='muse-bench/MUSE-News'.*'mini'"):
-        muse_news.prepare(presets.resolve("muse_news", "paper"), tmp_path / "cache", tmp_path / "runs")
+        experiment.prepare(presets.resolve("muse_news", "paper"), tmp_path / "cache", tmp_path / "runs")
     assert time.perf_counter() - began < 1.0 and not (tmp_path / "cache").exists()
 
 
 def test_paper_preset_states_the_12gb_plan():
     paper = presets.resolve("muse_news", "paper")
-    assert paper["chunk_tokens"] == 2048 and paper["max_length"] == 2049 and paper["forget_per_forward"] == 1
-    assert paper["retrain_model"] == "muse-bench/MUSE-news_retrain" and paper["quantization"] == "nf4"
+    assert paper.world.chunk_tokens == 2048 and paper.world.max_length == 2049 and paper.training.forget_per_forward == 1
+    assert paper.world.retrain_model == "muse-bench/MUSE-news_retrain" and paper.loading.quantization == "nf4"
 
 
 def test_every_preset_key_is_a_notebook_parameter():

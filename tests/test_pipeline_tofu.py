@@ -6,24 +6,24 @@ import time
 
 import pytest
 
-from sga import presets
+from sga import experiment, presets
+from sga.benchmarks import tofu
 from sga.data.hub import DataUnavailableError
-from sga.pipelines import tofu
 
 
 def test_hub_source_offline_names_the_way_out(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     began = time.perf_counter()
     with pytest.raises(DataUnavailableError, match="mini"):
-        tofu.prepare(presets.resolve("tofu", "paper"), tmp_path / "cache", tmp_path / "runs")
+        experiment.prepare(presets.resolve("tofu", "paper"), tmp_path / "cache", tmp_path / "runs")
     assert time.perf_counter() - began < 1.0 and not (tmp_path / "cache").exists()  # checked before any work
 
 
 @pytest.fixture(scope="module")
 def smoke_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("tofu")
-    params = presets.resolve("tofu", "smoke", methods=["ga", "sga"], progress=False)
-    return tofu.prepare(params, root / "cache", root / "runs")
+    settings = presets.resolve("tofu", "smoke", methods=["ga", "sga"], progress=False)
+    return experiment.prepare(settings, root / "cache", root / "runs")
 
 
 def test_world_holds_examples_and_models(smoke_world):
@@ -33,29 +33,29 @@ def test_world_holds_examples_and_models(smoke_world):
 
 
 def test_one_result_per_run_reused_and_complete(smoke_world):
-    ga = tofu.run_method(smoke_world, "ga")
+    ga = experiment.run_method(smoke_world, "ga")
     path = smoke_world.out_dir / f"{ga['name']}.json"
     stamp = path.stat().st_mtime_ns
     assert ga["status"] == "completed" and set(ga["summary"]) == {"forget_quality", "forget_ks_d", "model_utility", "forget_rouge_l", "retain_rouge_l"}
-    assert json.loads(path.read_text())["params"]["method"] == "ga" and "rate" not in ga["params"]
+    assert json.loads(path.read_text())["params"]["method"] == "ga" and ga["params"]["options"] == {}
     assert ga["environment"]["packages"]["torch"]
     assert (smoke_world.out_dir / ga["name"] / "adapter").is_dir() and not (smoke_world.out_dir / ga["name"] / "checkpoint").exists()
-    assert tofu.run_method(smoke_world, "ga") == json.loads(path.read_text()) and path.stat().st_mtime_ns == stamp
-    sga_run = tofu.run_method(smoke_world, "sga")
-    assert sga_run["name"] != ga["name"] and sga_run["params"]["rate"] == -0.4
+    assert experiment.run_method(smoke_world, "ga") == json.loads(path.read_text()) and path.stat().st_mtime_ns == stamp
+    sga_run = experiment.run_method(smoke_world, "sga")
+    assert sga_run["name"] != ga["name"] and sga_run["params"]["options"]["rate"] == -0.4
     assert all("normal_nll" in step for step in sga_run["log"])
-    table = tofu.results_table({"ga": ga, "sga": sga_run, "retain": tofu.reference(smoke_world, "retain")})
+    table = experiment.results_table({"ga": ga, "sga": sga_run, "retain": experiment.reference(smoke_world, "retain")})
     assert table.loc["retain", "forget_quality"] == 1.0  # KS p-value of a sample against itself
 
 
 def test_trajectory_reads_the_run_after_every_epoch(smoke_world):
-    run = tofu.run_method(smoke_world, "ga", epochs=2)
+    run = experiment.run_method(smoke_world, "ga", epochs=2)
     assert [point["epoch"] for point in run["trajectory"]] == [1, 2]
     assert [point["step"] for point in run["trajectory"]] == [len(run["log"]) // 2, len(run["log"])]
     assert set(run["trajectory"][0]) >= {"forget_quality", "forget_ks_d", "model_utility", "forget_rouge_l"}
     # after the last epoch the reading sees the final model: the same truth ratios as the full evaluation
     assert run["trajectory"][-1]["forget_quality"] == run["summary"]["forget_quality"]
-    retain = tofu.path_summary(tofu.reference(smoke_world, "retain"), smoke_world)
+    retain = tofu.path_summary(experiment.reference(smoke_world, "retain"), smoke_world)
     assert retain["forget_quality"] == 1.0 and 0 <= retain["forget_rouge_l"] <= 1
 
 
@@ -67,16 +67,16 @@ def test_retain_evaluation_questions_stay_out_of_the_pool(smoke_world):
 
 def test_overrides_make_their_own_run(smoke_world):
     """GradDiff with SGA's weights is one run; per-run overrides are part of its identity."""
-    plain = tofu.run_method(smoke_world, "graddiff")
-    matched = tofu.run_method(smoke_world, "graddiff", graddiff_forget_weight=1.3, graddiff_retain_weight=0.3)
+    plain = experiment.run_method(smoke_world, "graddiff")
+    matched = experiment.run_method(smoke_world, "graddiff", graddiff_forget_weight=1.3, graddiff_retain_weight=0.3)
     assert matched["name"] != plain["name"] and "fw1.3-rw0.3" in matched["name"]
-    unclipped = tofu.run_method(smoke_world, "ga", max_grad_norm="none")  # the string "none" switches clipping off
-    assert unclipped["params"]["max_grad_norm"] is None
+    unclipped = experiment.run_method(smoke_world, "ga", max_grad_norm="none")  # the string "none" switches clipping off
+    assert unclipped["params"]["training"]["max_grad_norm"] is None
     assert matched["log"][0]["loss"] == pytest.approx(-1.3 * matched["log"][0]["forget_nll"] + 0.3 * matched["log"][0]["retain_nll"], rel=1e-5)
 
 
 def test_unknown_method_and_split(smoke_world):
     with pytest.raises(ValueError, match="choose one of"):
-        tofu.run_method(smoke_world, "rmu")
+        experiment.run_method(smoke_world, "rmu")
     with pytest.raises(ValueError, match="forget01"):
-        tofu.prepare(presets.resolve("tofu", "smoke", forget_split="forget20"), "/tmp/unused", "/tmp/unused")
+        presets.resolve("tofu", "smoke", forget_split="forget20")

@@ -62,7 +62,7 @@ def _benchmark_table():
 
 
 def _axes(higher):
-    from sga.comparison import Axes
+    from sga.world import Axes
     return Axes("f", "forget", "u", "utility", higher, lambda w, r: {}, "retain")
 
 

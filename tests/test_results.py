@@ -2,19 +2,7 @@ import json
 
 import pytest
 
-from sga.results import compare_results, environment_info, load_results, params_hash, run_name, write_json_atomic
-
-
-def test_run_name_is_deterministic_and_readable():
-    p = {"benchmark": "tofu", "forget_split": "forget10", "method": "sga", "reading": "gls", "rate": -0.4, "k": 4, "normal_source": "random", "seed": 0, "lr": 1e-4}
-    name = run_name(p, ("forget_split",))
-    assert name.startswith("tofu-forget10-sga-gls-rate-0.4-k4-random-seed0-")
-    assert name == run_name(dict(reversed(list(p.items()))), ("forget_split",))  # key order does not matter
-    assert run_name({**p, "lr": 2e-4}, ("forget_split",)) != name  # every parameter is in the hash
-    ga = run_name({**p, "method": "ga"})
-    assert ga.startswith("tofu-ga-seed0-") and "gls" not in ga and "rate" not in ga  # only the method's own options
-    gd = run_name({**p, "method": "graddiff", "graddiff_forget_weight": 1.3, "graddiff_retain_weight": 0.3})
-    assert gd.startswith("tofu-graddiff-fw1.3-rw0.3-seed0-")
+from sga.results import compare_results, environment_info, load_results, params_hash, write_json_atomic
 
 
 def test_params_hash_known_value():
@@ -56,9 +44,3 @@ def test_compare_results_pairs_runs_by_name_and_flags_differences(tmp_path):
     assert table.loc["tofu-ga-seed0"].tolist() == [True, True]
     assert table.loc["tofu-npo-seed0"].tolist() == [False, False]
     assert table.loc["tofu-kl-seed0"].isna().all()
-
-
-def test_run_name_shows_floats_as_written():
-    name = run_name({"benchmark": "tofu", "method": "graddiff", "seed": 0, "graddiff_forget_weight": 1 - (-0.4) * 3 / 4 - 0.0000000000000002,
-                     "graddiff_retain_weight": 0.30000000000000004})
-    assert name.startswith("tofu-graddiff-fw1.3-rw0.3-seed0-")

@@ -11,7 +11,6 @@ from sga.experiment import extra_index, normal_embedder
 from sga.inference import sentence_embedder
 from sga.normal_data import select_normal
 from sga.prompts import Text
-from sga.results import run_name
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "a", "dog", "barked", "loudly",
          "chased", "mouse", "stock", "prices", "fell", "rain", "in", "spain"]
@@ -76,19 +75,17 @@ def test_missing_model_fails_with_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_runs_use_the_embedding_model_only_when_set(embedder_dir, tiny_llama, tiny_tokenizer):
-    params = presets.resolve("tofu", "smoke", normal_source="embedding", embedding_model=str(embedder_dir), k=2)
-    loss = methods.method("sga").build(params)
+    settings = presets.resolve("tofu", "smoke", normal_source="embedding", embedding_model=str(embedder_dir), k=2)
+    run = settings.run("sga")
+    loss = methods.method("sga").build(run.options)
     forget, pool = [Text("stock prices fell"), Text("a dog barked loudly")], [Text(t) for t in POOL]
-    embed = normal_embedder(tiny_llama, tiny_tokenizer, loss, params)
+    embed = normal_embedder(tiny_llama, tiny_tokenizer, loss, run)
     np.testing.assert_allclose(embed(POOL), sentence_embedder(str(embedder_dir))(POOL), atol=1e-6)
-    assert extra_index(loss, params, forget, pool, embed)[:, 0].tolist() == [3, 1]
-    own = normal_embedder(tiny_llama, tiny_tokenizer, loss, {**params, "embedding_model": None})
+    assert extra_index(loss, run, forget, pool, embed)[:, 0].tolist() == [3, 1]
+    unset = settings.run("sga", embedding_model="none")
+    own = normal_embedder(tiny_llama, tiny_tokenizer, loss, unset)
     assert own(["Paris"]).shape == (1, tiny_llama.config.hidden_size)  # the start model's hidden states
-    # an option at its neutral value leaves names and hashes of earlier runs as they were
-    sga_params = {**methods.run_options("sga", params), "method": "sga"}
-    assert "embedding_model" in sga_params and "emb_" in run_name(sga_params)
-    unset = {**methods.run_options("sga", {**params, "embedding_model": None}), "method": "sga"}
-    assert "embedding_model" not in unset and "emb_" not in run_name(unset)
+    assert "emb_" in run.name() and "emb_" not in unset.name() and unset.key() != run.key()
     with pytest.raises(ValueError, match="embedding_model"):
         presets.resolve("tofu", "smoke", embedding_model=" ")
 

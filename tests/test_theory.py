@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sga import theory
+from sga import theory, toy
 
 READINGS = ["gls", "descent"]
 random_case = dict(
@@ -261,14 +261,14 @@ def test_brute_force_rate_known_minimisers():
 def test_softmax_cross_entropy_gradient_matches_finite_differences():
     rng = np.random.default_rng(0)
     weights, x, y = rng.normal(size=(4, 3)), rng.normal(size=(7, 4)), rng.integers(0, 3, 7)
-    loss, grad = theory.softmax_cross_entropy(weights, x, y)
+    loss, grad = toy.softmax_cross_entropy(weights, x, y)
     eps = 1e-6
     numeric = np.zeros_like(weights)
     for index in np.ndindex(weights.shape):
         bump = np.zeros_like(weights)
         bump[index] = eps
-        up = theory.softmax_cross_entropy(weights + bump, x, y)[0]
-        down = theory.softmax_cross_entropy(weights - bump, x, y)[0]
+        up = toy.softmax_cross_entropy(weights + bump, x, y)[0]
+        down = toy.softmax_cross_entropy(weights - bump, x, y)[0]
         numeric[index] = (up - down) / (2 * eps)
     np.testing.assert_allclose(grad, numeric, atol=1e-7)
     probabilities = np.exp(x @ weights) / np.exp(x @ weights).sum(axis=1, keepdims=True)
@@ -276,17 +276,17 @@ def test_softmax_cross_entropy_gradient_matches_finite_differences():
 
 
 def test_toy_is_seeded_and_dynamic_rate_follows_closed_form():
-    first, second = theory.make_toy_problem(seed=1, k=3), theory.make_toy_problem(seed=1, k=3)
+    first, second = toy.make_toy_problem(seed=1, k=3), toy.make_toy_problem(seed=1, k=3)
     np.testing.assert_array_equal(first.weights, second.weights)
     np.testing.assert_array_equal(first.normal_x, second.normal_x)
     assert first.normal_x.shape[0] == 2 * first.forget_x.shape[0]
-    history = theory.run_toy_unlearning(first, "dynamic", "descent", steps=5)
-    g_f, g_n = theory.toy_gradients(first.weights, first)
+    history = toy.run_toy_unlearning(first, "dynamic", "descent", steps=5)
+    g_f, g_n = toy.toy_gradients(first.weights, first)
     assert history["optimal_rate"][0] == pytest.approx(theory.optimal_rate(g_f, g_n, 3, "descent"))
     np.testing.assert_allclose(history["rate"], np.clip(history["optimal_rate"], 0, 1))
     assert len(history["forget_loss"]) == 6 and len(history["rate"]) == 5
     np.testing.assert_array_equal(history["weights"][0], first.weights)
-    diagnostics = theory.toy_rate_diagnostics(first, history["weights"][:2], "descent")
+    diagnostics = toy.toy_rate_diagnostics(first, history["weights"][:2], "descent")
     np.testing.assert_allclose(diagnostics["optimal_rate"], history["optimal_rate"][:2])
     safe = theory.first_order_safe_range(g_f, g_n, 3, "descent")
     assert (diagnostics["safe_lo"][0], diagnostics["safe_hi"][0]) == (safe.lo, safe.hi)
@@ -294,12 +294,12 @@ def test_toy_is_seeded_and_dynamic_rate_follows_closed_form():
 
 @pytest.mark.parametrize("reading", READINGS)
 def test_first_order_changes_match_measured_toy_slopes(reading):
-    problem = theory.make_toy_problem(seed=2, k=4)
-    g_f, g_n = theory.toy_gradients(problem.weights, problem)
+    problem = toy.make_toy_problem(seed=2, k=4)
+    g_f, g_n = toy.toy_gradients(problem.weights, problem)
     for rate in (-1.0, 0.0, 0.6):
         direction = theory.update_direction(g_f, g_n, rate, 4, reading)
         predicted = theory.first_order_loss_changes(g_f, g_n, rate, 4, reading)
-        measured = theory.toy_loss_slopes(problem, problem.weights, direction)
+        measured = toy.toy_loss_slopes(problem, problem.weights, direction)
         np.testing.assert_allclose(measured, predicted, rtol=1e-5, atol=1e-10)
 
 
@@ -311,17 +311,17 @@ def test_compare_with_brute_force_agrees():
 
 
 def test_first_step_reaching():
-    assert theory.first_step_reaching(np.array([0.1, 0.5, 2.0, 1.0, 3.0]), 1.0) == 2
-    assert theory.first_step_reaching(np.array([0.1, 0.5]), 1.0) is None
+    assert toy.first_step_reaching(np.array([0.1, 0.5, 2.0, 1.0, 3.0]), 1.0) == 2
+    assert toy.first_step_reaching(np.array([0.1, 0.5]), 1.0) is None
 
 
 def test_toy_gradient_ascent_raises_forget_loss():
-    problem = theory.make_toy_problem(seed=0)
-    history = theory.run_toy_unlearning(problem, 0.0, steps=20)
+    problem = toy.make_toy_problem(seed=0)
+    history = toy.run_toy_unlearning(problem, 0.0, steps=20)
     assert np.all(np.diff(history["forget_loss"]) > 0)
     assert history["forget_accuracy"][-1] < history["forget_accuracy"][0]
     with pytest.raises(ValueError, match="'dynamic'"):
-        theory.run_toy_unlearning(problem, "best")
+        toy.run_toy_unlearning(problem, "best")
 
 
 @pytest.mark.parametrize(
@@ -346,3 +346,9 @@ def test_adaptive_rate_exact(gram, k, reading, expected):
 def test_gram_vectors_have_the_inner_products():
     f, n = theory.gram_vectors(4.0, -1.5, 2.0)
     assert (f @ f, f @ n, n @ n) == pytest.approx((4.0, -1.5, 2.0))
+
+
+def test_toy_settings_per_preset():
+    assert toy.settings("mini") == {"n_random_checks": 300, "brute_grid": 801, "toy_steps": 300, "sweep_points": 17, "toy_seeds": 5}
+    with pytest.raises(ValueError, match="choose one of"):
+        toy.settings("huge")

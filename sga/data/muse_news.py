@@ -26,6 +26,7 @@ import itertools
 import os
 import random
 from pathlib import Path
+from typing import Sequence
 
 import datasets
 
@@ -382,3 +383,34 @@ def _draw_qa(rng: random.Random, article: dict, k: int) -> list[dict]:
     return [
         {"question": _render(_QUESTIONS[name][1], slots), "answer": slots[_QUESTIONS[name][2]]} for name in chosen
     ]
+
+
+def chunk_texts(tokenizer, texts: Sequence[str], chunk_tokens: int) -> list[str]:
+    """Each text cut into pieces of at most ``chunk_tokens`` tokens (a text that fits is one piece), each cut
+    made before a token that starts a word (a single word longer than a chunk is cut inside it).
+
+    Texts are cut one by one, so every article starts a chunk, right after BOS, as VerbMem prompts it.
+    (muse_bench packs a whole split into 2048-token chunks across article boundaries; a tiny model that
+    memorised packed chunks does not recall an article from its start, so the spec keeps articles apart.)
+    """
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}.")
+    chunks = [piece for text in texts if text and text.strip() for piece in _cut(tokenizer, text.strip(), chunk_tokens)]
+    if not chunks:
+        raise ValueError("There is no text to cut into chunks.")
+    return chunks
+
+
+def _cut(tokenizer, text: str, chunk_tokens: int) -> list[str]:
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    starts_word = [s == 0 or text[s - 1].isspace() or text[s].isspace() for s, _ in offsets]
+    pieces, begin, n = [], 0, len(offsets)
+    while begin < n:
+        end = min(begin + chunk_tokens, n)
+        if end < n:
+            end = next((j for j in range(end, begin, -1) if starts_word[j]), end)
+        piece = text[offsets[begin][0] : offsets[end][0] if end < n else len(text)].strip()
+        if piece:
+            pieces.append(piece)
+        begin = end
+    return pieces

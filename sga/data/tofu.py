@@ -24,10 +24,12 @@ import random
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import datasets
 
 from sga.data.hub import load_hub_dataset, write_jsonl_repo
+from sga.prompts import QA, qa_examples
 
 HUB_ID = "locuslab/TOFU"
 FORGET_SPLITS: tuple[str, ...] = ("forget01", "forget05", "forget10")
@@ -554,3 +556,8 @@ def _short_rows(rng: random.Random, items, n_items: int) -> list[dict]:
         others = list(dict.fromkeys(a for _, a, k in items if k == kind and a != answer))
         rows.append({"question": question, "answer": answer, "perturbed_answer": rng.sample(others, N_PERTURBED_SHORT)})
     return rows
+
+
+def split_examples(data: Mapping[str, datasets.Dataset], split: str) -> list[QA]:
+    """(question, answer) examples of one loaded split."""
+    return qa_examples(data[split]["question"], data[split]["answer"])

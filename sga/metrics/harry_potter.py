@@ -30,6 +30,10 @@ import numpy as np
 from sga.inference import generate
 from sga.metrics.text import rouge_l_recall, sentence_bleu
 
+# the collapse rule, fixed before any run: a run is collapsed if it diverged, or if its word perplexity on the
+# held-out general text is not finite or above this multiple of the reference model's
+COLLAPSE_FACTOR = 10.0
+
 
 def completion_leakage(
     model,

@@ -38,6 +38,9 @@ PRIVLEAK_K = 0.4
 AUC_RETRAIN_NEWS = 0.4772  # muse_bench constants.py, forget_holdout_Min-40% of MUSE-News_retrain
 AUC_RETRAIN_BOOKS = 0.5393  # likewise for MUSE-Books
 N_RESAMPLES = 9999  # scipy.stats.bootstrap's default, which muse_bench uses
+# the four headline metrics: key, name, which direction is better
+METRICS = (("verbmem_f", "VerbMem on D_f", "lower"), ("knowmem_f", "KnowMem on D_f", "lower"),
+           ("knowmem_r", "KnowMem on D_r", "higher"), ("privleak", "PrivLeak", "near 0"))
 
 
 def bootstrap_ci(

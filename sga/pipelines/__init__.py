@@ -1,1 +1,0 @@
-"""End-to-end steps per benchmark, called cell by cell from the notebooks."""
