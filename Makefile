@@ -2,6 +2,9 @@
 #   make run    every notebook on the embedded default (mini preset), writing figures/ and the executed notebooks
 #   make test   unit tests plus every notebook under nbval with the smoke preset
 #   make validate  strict nbval of the committed mini notebooks (after make run on the same machine)
+#   make lab       JupyterLab on 127.0.0.1 with this venv's kernel; open the URL with the token it prints
+#   make lab-test  every notebook (smoke preset) run through JupyterLab's UI in headless Chromium, then checked
+#                  in the rendered page (tests/browser/test_lab.py); screenshots and report.md in build/lab/
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,8 +14,14 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 # notebook 02 first: it trains and caches the TOFU models that notebook 01's part 4 reuses
 RUN_ORDER := $(filter notebooks/02_%,$(NOTEBOOKS)) $(filter-out notebooks/02_%,$(NOTEBOOKS))
 NBVAL_DIR := build/nbval
+LAB_DIR := build/lab
+# The lab targets put this checkout first on the kernel's path (whatever the venv's editable install points at)
+# and give JupyterLab a python3 kernel spec that names this venv's interpreter by its absolute path.
+LAB_ENV = HF_HUB_OFFLINE=1 PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}"
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test validate test-gpu clean
+.PHONY: setup run test validate test-gpu lab lab-browser lab-test clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +49,25 @@ validate: setup
 
 test-gpu: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -m gpu
+
+lab: setup
+	$(PY) -m ipykernel install --prefix build/jupyter --name python3 --display-name "Python 3 (ipykernel)" >/dev/null 2>&1
+	@echo "== JupyterLab on 127.0.0.1, kernel $(abspath $(PY)); open the http://127.0.0.1:PORT/lab?token=... URL printed below (Ctrl-C stops it)"
+	$(LAB_ENV) JUPYTER_PATH="$(CURDIR)/build/jupyter/share/jupyter" $(PY) -m jupyter lab --ip=127.0.0.1 --no-browser \
+		--ServerApp.open_browser=False --ServerApp.root_dir="$(CURDIR)" $(ROOT_FLAG)
+
+# Debian's chromium and chromium-driver (their versions match), installed only where either is missing
+lab-browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "== $$(chromium --version 2>/dev/null), $$(chromedriver --version | cut -d' ' -f1-2)"; \
+	else \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; \
+	fi
+
+lab-test: setup lab-browser
+	rm -rf $(LAB_DIR)
+	$(LAB_ENV) SGA_LAB_TEST=1 $(PY) -m pytest tests/browser -m browser -v -p no:cacheprovider; \
+		status=$$?; cat $(LAB_DIR)/report.md 2>/dev/null; echo "== screenshots: $(LAB_DIR)/*.png"; exit $$status
 
 clean:
 	rm -rf build runs .cache

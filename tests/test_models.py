@@ -188,3 +188,30 @@ def test_generated_data_is_written_once_under_its_parameters(tmp_path):
     assert embedded.generated_data(tmp_path, "toy-data", {"seed": 0, "size": 3}, generate) == first  # key order does not matter
     assert first.name.startswith("toy-data-") and calls == [(3, 0)]
     assert embedded.generated_data(tmp_path, "toy-data", {"size": 4, "seed": 0}, generate) != first and len(calls) == 2
+
+
+def test_only_the_offline_kernel_trust_notice_is_silenced(caplog):
+    """The `kernels` package's offline notice about bitsandbytes' CPU kernel is dropped, its other records are not."""
+    import logging
+
+    log = logging.getLogger("kernels._internals.hf_hub")
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        log.warning(f"{models.OFFLINE_TRUST_NOTICE} because Hugging Face Hub is in offline mode.")
+        log.warning("Skipping publisher trust check for 'someone/else' because Hugging Face Hub is in offline mode.")
+        log.warning("Kernel repository 'x/y' could not verify publisher trust status.")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Skipping publisher trust check for 'someone/else' because Hugging Face Hub is in offline mode.",
+        "Kernel repository 'x/y' could not verify publisher trust status."]
+
+
+def test_importing_bitsandbytes_offline_after_sga_models_prints_no_trust_notice():
+    """What a notebook showed as a stderr box in JupyterLab: bitsandbytes asks `kernels` for its CPU kernel at import."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("bitsandbytes")
+    code = "import sga.models, bitsandbytes"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "publisher trust check" not in result.stderr, result.stderr
