@@ -32,7 +32,7 @@ def answers_table(results: Mapping[str, Mapping[str, Any]], world: World, n: int
     return pd.DataFrame(table)
 
 
-# numbers the paper's reviews quote for SGA on TOFU (no tables were available; see ../shared/reference/method.md)
+# numbers the paper's reviews quote for SGA on TOFU (no tables were available; see docs/sources.md)
 
 
 def styled(table: pd.DataFrame, precision: int = 3):
