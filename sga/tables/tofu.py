@@ -32,9 +32,6 @@ def answers_table(results: Mapping[str, Mapping[str, Any]], world: World, n: int
     return pd.DataFrame(table)
 
 
-# numbers the paper's reviews quote for SGA on TOFU (no tables were available; see docs/sources.md)
-
-
 def styled(table: pd.DataFrame, precision: int = 3):
     """A results table for display: p-values (forget quality) in scientific notation, the rest fixed-point."""
     scientific = [c for c in table.columns if str(c).startswith("forget_quality")]
