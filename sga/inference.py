@@ -18,19 +18,33 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _label_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token NLL of the next-token labels and the mask of the scored ones, both shape [B, T-1]."""
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:]
+    mask = labels != IGNORE_INDEX
+    if bool((mask.sum(dim=1) == 0).any()):
+        raise ValueError("A sequence has no label tokens to score; check its answer and max_length.")
+    token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+    return token_nll, mask
+
+
 def label_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed NLL of the label tokens of each sequence and their count, both shape [B].
 
     ``logits`` are the model's outputs for ``input_ids``; ``labels`` hold -100 where not scored.
     """
-    logits = logits[:, :-1].float()
-    labels = labels[:, 1:]
-    mask = labels != IGNORE_INDEX
-    token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
-    counts = mask.sum(dim=1)
-    if bool((counts == 0).any()):
-        raise ValueError("A sequence has no label tokens to score; check its answer and max_length.")
-    return (token_nll * mask).sum(dim=1), counts
+    token_nll, mask = _label_token_nll(logits, labels)
+    return (token_nll * mask).sum(dim=1), mask.sum(dim=1)
+
+
+def label_prob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean softmax probability of the label tokens of each sequence, shape [B] (masking as :func:`label_nll`).
+
+    Each scored token's probability is exp(-its NLL); the mean runs over that sequence's scored tokens only.
+    """
+    token_nll, mask = _label_token_nll(logits, labels)
+    return (torch.exp(-token_nll) * mask).sum(dim=1) / mask.sum(dim=1)
 
 
 def sequence_nll(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

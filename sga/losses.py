@@ -2,25 +2,32 @@
 
 A fused batch holds the forget sequences first and the method's extra sequences after them
 (retain samples for GradDiff/KL/NPO/SimNPO, the K-1 normal samples of each forget sample for SGA, in
-forget-major order), so one forward pass serves both. ``l(x)`` is always the mean per-token NLL of
-the answer tokens of ``x`` (:func:`sga.inference.label_nll`).
+forget-major order, each forget sample's template answer for FLAT), so one forward pass serves both.
+``l(x)`` is always the mean per-token NLL of the answer tokens of ``x`` (:func:`sga.inference.label_nll`).
 
 Reference models (KL, NPO) are the same network with its LoRA adapter disabled, so they cost no
 extra memory; they therefore need a peft model.
+
+FLAT keeps five of the eight f-divergences of its public code (KL, Pearson, Jeffrey, Jensen-Shannon,
+total variation). Reverse-KL, squared-Hellinger and Neyman are left out (:data:`FLAT_EXCLUDED`): their
+activations there use exp(u) where the f-GAN ones (Nowozin et al. 2016) use exp(-v), so minimising
+the loss lowers the template answer's probability (and, for the first two, raises the forget answer's).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from sga.inference import label_nll
+from sga.inference import label_nll, label_prob
 from sga.theory import adaptive_rate, check_rate, normal_mass, sga_weights
 
 __all__ = ["FusedBatch", "UnlearningLoss", "GradientAscent", "GradDiff", "KLRetain", "NPO", "SimNPO",
-           "SmoothedGradientAscent", "AdaptiveSGA", "sga_weights"]
+           "SmoothedGradientAscent", "AdaptiveSGA", "FLAT", "sga_weights"]
 
 @dataclass
 class FusedBatch:
@@ -54,7 +61,7 @@ def _reference_logits(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) 
 
 
 class UnlearningLoss:
-    """Base: ``extra`` names the data the method needs beside the forget batch (None, 'retain', 'normal');
+    """Base: ``extra`` names the data the method needs beside the forget batch (None, 'retain', 'normal', 'template');
     ``reference`` the rows it also runs through the reference model, the adapter disabled (None, 'forget', 'extra')."""
 
     extra: str | None = None
@@ -228,3 +235,56 @@ class AdaptiveSGA(_WithNormalSamples):
         surrogate = sum((p * (coef_f * a + coef_n * b)).sum() for p, a, b in zip(params, g_f, g_n))
         loss = surrogate - surrogate.detach() + value  # value: the loss at r_t; gradient: its gradient
         return loss, {"forget_nll": forget_nll.item(), "normal_nll": normal_nll.item(), "rate": rate, "safe": float(safe)}
+
+
+# FLAT's f-divergences as its public code writes them: name -> (activation of the template score,
+# conjugate of the forget score); the loss is act(P_e) - conj(P_f).
+_Fn = Callable[[torch.Tensor], torch.Tensor]
+_LOG2 = math.log(2.0)
+FLAT_DIVERGENCES: dict[str, tuple[_Fn, _Fn]] = {
+    "kl": (lambda u: -u, lambda u: -torch.exp(u - 1)),
+    "pearson": (lambda u: -u, lambda u: -(u**2 / 4 + u)),
+    "jeffrey": (lambda u: -u, lambda u: -(u + u**2 / 4 + u**3 / 16)),
+    "js": (lambda u: F.softplus(-u) - _LOG2, lambda u: -(u + F.softplus(-u)) + _LOG2),
+    "tv": (lambda u: -torch.tanh(u) / 2, lambda u: -torch.tanh(u) / 2),
+}
+# Left out: as the public code writes them (exp(u) where the f-GAN activations of Nowozin et al. 2016
+# have exp(-v)), minimising these moves the scores the wrong way.
+FLAT_EXCLUDED: dict[str, str] = {
+    "reverse_kl": "act(u) = exp(u), conj(u) = 1 + u: minimising lowers P_e and raises P_f",
+    "squared_hellinger": "act(u) = exp(u) - 1, conj(u) = 1 - exp(-u): minimising lowers P_e and raises P_f",
+    "neyman": "act(u) = exp(u) - 1, conj(u) = -(2 - 2 sqrt(1 - u)): minimising lowers P_e",
+}
+
+
+class FLAT(UnlearningLoss):
+    """FLAT (Wang et al., ICLR 2025): forget data only; minimise act(P_e) - conj(P_f) for an f-divergence.
+
+    Each forget row is paired with one template row, the same prompt with a template answer
+    (:func:`sga.templates.template_examples`). P_f and P_e are the mean token probabilities (softmax, not
+    log) of the forget and template answers: the mean over each sequence's scored tokens
+    (:func:`sga.inference.label_prob`), then over the batch. The public code instead averages over every
+    position of the padded batch, prompt and padding counting as 0, which is this answer-token mean
+    times a per-batch constant. Divergences: :data:`FLAT_DIVERGENCES` (default ``tv``, the public
+    repository's default); reverse-KL, squared-Hellinger and Neyman are left out (:data:`FLAT_EXCLUDED`).
+    """
+
+    name, extra = "flat", "template"
+
+    def __init__(self, divergence: str = "tv"):
+        if divergence not in FLAT_DIVERGENCES:
+            why = f" ({FLAT_EXCLUDED[divergence]})" if divergence in FLAT_EXCLUDED else ""
+            raise ValueError(f"Unknown FLAT divergence {divergence!r}{why}; choose one of {list(FLAT_DIVERGENCES)}.")
+        self.divergence = divergence
+
+    def __call__(self, model, batch):
+        t, n = batch.tensors, batch.n_forget
+        logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
+        probs = label_prob(logits, t["labels"])
+        forget_prob, template_prob = probs[:n].mean(), probs[n:].mean()
+        act, conj = FLAT_DIVERGENCES[self.divergence]
+        loss = act(template_prob) - conj(forget_prob)
+        with torch.no_grad():
+            total, counts = label_nll(logits[:n], t["labels"][:n])
+        logs = {"forget_nll": (total / counts).mean().item(), "forget_prob": forget_prob.item(), "template_prob": template_prob.item()}
+        return loss, logs
