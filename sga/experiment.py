@@ -32,6 +32,7 @@ from sga.normal_data import select_normal
 from sga.presets import Settings, check_sources
 from sga.prompts import Example, example_text
 from sga.results import environment_info, read_json, write_json_atomic
+from sga.templates import template_examples
 from sga.specs import RunSpec
 from sga.unlearn import UnlearnConfig, UnlearnLog, retain_index, unlearn
 from sga.world import World
@@ -95,6 +96,7 @@ def execute(world: World, run: RunSpec, overwrite: bool = False) -> dict[str, An
         return result
 
     def unlearned() -> dict[str, Any]:
+        began = time.perf_counter()
         stat = reference_statistic(world)
         model = start_model(world.models["target"], run)
         along = world.benchmark.evaluate_along if run.evaluation.trajectory else None
@@ -102,10 +104,11 @@ def execute(world: World, run: RunSpec, overwrite: bool = False) -> dict[str, An
         log = run_unlearning(model, world.tokenizer, run, world.forget, world.pool, world.out_dir / run.name(),
                              world.settings.plan.progress, on_epoch_end)
         result = {"name": run.name(), "params": run.to_dict(), "status": log.status, "message": log.message,
-                  "log": log.steps, "train_seconds": log.seconds, "trajectory": log.epochs}
+                  "log": log.steps, "train_seconds": log.seconds, "trajectory": log.epochs, "tokens": log.tokens,
+                  "readings_seconds": sum(e["seconds"] for e in log.epochs)}
         if log.status == "completed" and run.evaluation.final_evaluation:
             result.update(evaluated(model, stat))
-        result["peak_memory_gb"] = peak_memory_gb()
+        result.update(peak_memory_gb=peak_memory_gb(), wall_seconds=time.perf_counter() - began)
         free(model)
         return result
 
@@ -149,6 +152,21 @@ def extra_index(
     return None
 
 
+def extra_rows(
+    loss: UnlearningLoss,
+    run: RunSpec,
+    forget: Sequence[Example],
+    pool: Sequence[Example],
+    embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+) -> tuple[Sequence[Example], np.ndarray | None]:
+    """The examples that go with the forget samples, and which of them go with each: the pool with K-1 normal or one
+    retain row per forget sample (:func:`extra_index`), FLAT's template answers (one per forget sample, the same
+    prompt with a refusal: :func:`sga.templates.template_examples`), or none."""
+    if loss.extra == "template":
+        return template_examples(forget, run.seed), np.arange(len(forget), dtype=np.int64)[:, None]
+    return pool, extra_index(loss, run, forget, pool, embed)
+
+
 def normal_embedder(model: torch.nn.Module, tokenizer, loss: UnlearningLoss, run: RunSpec) -> Callable[[Sequence[str]], np.ndarray]:
     """The ``embed`` of the ``embedding`` normal source: the sentence-embedding model ``embedding_model`` if set
     (loaded only when that source is used), else the start model's mean-pooled hidden states."""
@@ -174,7 +192,7 @@ def run_unlearning(
     ``run_dir/adapter``. ``on_epoch_end`` as in :func:`sga.unlearn.unlearn`.
     """
     loss = methods.method(run.method).build(run.options)
-    index = extra_index(loss, run, forget, pool, normal_embedder(model, tokenizer, loss, run))
+    extra, index = extra_rows(loss, run, forget, pool, normal_embedder(model, tokenizer, loss, run))
     training = run.training
     config = UnlearnConfig(
         lr=training.lr,
@@ -188,7 +206,7 @@ def run_unlearning(
         checkpoint_every=10,
         progress=progress,
     )
-    log = unlearn(model, tokenizer, loss, forget, config, pool, index, checkpoint_dir=run_dir, on_epoch_end=on_epoch_end)
+    log = unlearn(model, tokenizer, loss, forget, config, extra, index, checkpoint_dir=run_dir, on_epoch_end=on_epoch_end)
     if log.status == "completed":  # keep the finished adapter; the resume checkpoint is no longer needed
         model.save_pretrained(run_dir / "adapter")
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)

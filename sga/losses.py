@@ -62,10 +62,12 @@ def _reference_logits(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) 
 
 class UnlearningLoss:
     """Base: ``extra`` names the data the method needs beside the forget batch (None, 'retain', 'normal', 'template');
-    ``reference`` the rows it also runs through the reference model, the adapter disabled (None, 'forget', 'extra')."""
+    ``reference`` the rows it also runs through the reference model, the adapter disabled (None, 'forget', 'extra');
+    ``backward_passes`` how many backward passes over the fused batch one call takes (compute counting)."""
 
     extra: str | None = None
     reference: str | None = None
+    backward_passes: int = 1
     name: str = ""
 
     def extra_per_forget(self) -> int:
@@ -213,7 +215,7 @@ class AdaptiveSGA(_WithNormalSamples):
     inner products per step. Logs r_t (``rate``) and whether it was first-order safe (``safe``, 0 or 1).
     """
 
-    name = "sga_adaptive"
+    name, backward_passes = "sga_adaptive", 2  # g_f and ḡ; the returned loss's own backward reaches no activation
 
     def __init__(self, k: int = 4, reading: str = "gls"):
         normal_mass(k)  # K >= 2: there is no rate to choose without normal samples

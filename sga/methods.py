@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sga import theory
-from sga.losses import NPO, AdaptiveSGA, GradDiff, GradientAscent, KLRetain, SimNPO, SmoothedGradientAscent, UnlearningLoss
+from sga.losses import FLAT, FLAT_DIVERGENCES, NPO, AdaptiveSGA, GradDiff, GradientAscent, KLRetain, SimNPO, SmoothedGradientAscent, UnlearningLoss
 from sga.normal_data import NORMAL_SOURCES
 from sga.specs import InvalidValue, Spec, finite, integer, model_id, non_negative, one_of, positive, setting
 
@@ -84,6 +84,11 @@ class SimNPOOptions(Options):
 
 
 @dataclass(frozen=True)
+class FLATOptions(Options):
+    divergence: str = option("tv", one_of(tuple(FLAT_DIVERGENCES)), "FLAT's f-divergence (tv: its public code's default)", "divergence", "")
+
+
+@dataclass(frozen=True)
 class SGAOptions(Options):
     reading: str = _reading()
     rate: float = option(-0.4, finite, "smoothing rate r", "rate", "rate")
@@ -143,6 +148,7 @@ METHODS: dict[str, Method] = {
         Method("kl", KLRetain, KLOptions, "ascent on forget, KL to the start model on retain"),
         Method("npo", NPO, NPOOptions, "negative preference optimisation against the start model, plus retain NLL"),
         Method("simnpo", SimNPO, SimNPOOptions, "NPO without a reference: length-normalised NLL, plus retain NLL"),
+        Method("flat", FLAT, FLATOptions, "forget data only: push the forget answer's token probability below a template answer's"),
         Method("sga", SmoothedGradientAscent, SGAOptions, "GA under a label smoothed over the forget sample and K-1 normal samples"),
         Method("sga_adaptive", AdaptiveSGA, AdaptiveSGAOptions,
                "SGA with r set every step from the measured gradients (r* moved into the first-order safe range)"),

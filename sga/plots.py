@@ -249,7 +249,7 @@ def interval_panels(table: pd.DataFrame, labels: Sequence[str], column: str, axe
 
 
 # ------------------------------------------------------------------ notebook 03: Harry Potter
-_HP_COLORS = {"reference": "C8", "simnpo": "C9"}  # beside COLORS (target, retain, ga, graddiff, kl, npo, sga)
+_HP_COLORS = {"reference": "C8", "simnpo": "C9", "flat": "C7"}  # beside COLORS (target, retain, ga, graddiff, kl, npo, sga)
 
 
 def _hp_color(label: str, position: int, rates: Mapping[str, float] = {}) -> str:
@@ -340,7 +340,7 @@ def hp_trajectory(results: Mapping[str, Mapping[str, Any]], k: int, references: 
 
 
 # ------------------------------------------------------------------ notebook 04: MUSE-News
-MUSE_ORDER = ("target", "retrain", "ga", "graddiff", "kl", "npo", "simnpo", "sga")
+MUSE_ORDER = ("target", "retrain", "ga", "graddiff", "kl", "npo", "simnpo", "flat", "sga")
 
 
 def _muse_colors(labels: Sequence[str]) -> list[str]:

@@ -256,7 +256,7 @@ class Evaluation(Spec):
 class Plan(Spec):
     """Which runs a notebook makes and how it shows them: not part of any run's identity."""
 
-    methods: tuple[str, ...] = setting(("ga", "graddiff", "kl", "npo", "simnpo", "sga"), lambda v: _methods(v), "the methods a notebook runs")
+    methods: tuple[str, ...] = setting(("ga", "graddiff", "kl", "npo", "simnpo", "flat", "sga"), lambda v: _methods(v), "the methods a notebook runs")
     seeds: tuple[int, ...] = setting((0, 1, 2), integers(0, "seeds"), "seeds of the runs compared with intervals")
     progress: bool = setting(True, kind(bool), "progress bars (display only)")
 

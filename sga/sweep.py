@@ -60,6 +60,7 @@ def configurations(settings: Settings, grid: str = "core", **common: Any) -> lis
 
     ``core``: GA and SGA (gls) at the notebooks' rate r0 (``rate``); the gls rates -1, +0.4, +1 (the range the
     measured r*(t) of notebook 01 spans); adaptive SGA; GradDiff with SGA r0's weights (the reweighting control);
+    the paper's other baselines KL, NPO, SimNPO and FLAT at their defaults;
     GA and SGA r0 at 3x the learning rate without gradient clipping (stability). ``full`` adds the gls rate +1.2
     (over-smoothing), the descent rates 0.25, 0.5, 0.75, 1 (the measured descent r*(t) spans 0.15 to 1.29, clipped
     to [0, 1]), K = 2 and 8 at r0 and at r0's total normal weight r (K-1)/K, the TF-IDF and embedding normal
@@ -78,6 +79,7 @@ def configurations(settings: Settings, grid: str = "core", **common: Any) -> lis
         "gls rate": {f"SGA r={r:+g}": ("sga", {"rate": r}) for r in (0.4, -1.0, 1.0, *((1.2,) if full else ()))},
         "adaptive": {"SGA adaptive": ("sga_adaptive", {}), **({"SGA adaptive, descent": ("sga_adaptive", {"reading": "descent"})} if full else {})},
         "reweighting control": {f"GradDiff, SGA r={r0:+g}'s weights": ("graddiff", {"graddiff_forget_weight": gamma, "graddiff_retain_weight": alpha})},
+        "baselines": {"KL": ("kl", {}), "NPO": ("npo", {}), "SimNPO": ("simnpo", {}), "FLAT": ("flat", {})},
         "learning rate": {"GA, 3x lr, unclipped": ("ga", fast), f"SGA r={r0:+g}, 3x lr, unclipped": ("sga", {"rate": r0, **fast})},
     }
     if full:

@@ -52,14 +52,18 @@ class UnlearnConfig:
 
 @dataclass
 class UnlearnLog:
-    """What a run did: status ('completed' or 'diverged'), one dict per optimizer step, wall time, and
-    one dict per epoch from the caller's ``on_epoch_end`` (its time is not counted in ``seconds``)."""
+    """What a run did: status ('completed' or 'diverged'), one dict per optimizer step, wall time, one dict per
+    epoch from the caller's ``on_epoch_end`` with the seconds it took (not counted in ``seconds``), and the token
+    passes it spent."""
 
     status: str = "running"
     steps: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     message: str = ""
     epochs: list[dict] = field(default_factory=list)  # what ``on_epoch_end`` returned after each epoch
+    # token passes through the model so far: forward and backward, by kind of row (forget, the loss's extra kind,
+    # and "reference" for rows also run through the reference model without gradient)
+    tokens: dict[str, dict[str, int]] = field(default_factory=lambda: {"forward": {}, "backward": {}})
 
 
 def retain_index(n_forget: int, n_pool: int, seed: int) -> np.ndarray:
@@ -68,6 +72,21 @@ def retain_index(n_forget: int, n_pool: int, seed: int) -> np.ndarray:
         raise ValueError("The method needs retain data, but the retain pool is empty.")
     order = np.random.default_rng(seed).permutation(n_pool)
     return order[np.arange(n_forget) % n_pool][:, None].astype(np.int64)
+
+
+def count_tokens(tokens: dict[str, dict[str, int]], loss_fn: UnlearningLoss, attention_mask: torch.Tensor, n_forget: int) -> None:
+    """Add one fused forward (and its backward passes) to ``tokens``: the forget rows' tokens, the extra rows'
+    under the loss's extra kind, and the rows the loss also runs through the reference model (forward only)."""
+    rows = attention_mask.sum(dim=1).tolist()
+    by_kind = {"forget": sum(rows[:n_forget])}
+    if loss_fn.extra:
+        by_kind[loss_fn.extra] = sum(rows[n_forget:])
+    for kind, n in by_kind.items():
+        tokens["forward"][kind] = tokens["forward"].get(kind, 0) + n
+        tokens["backward"][kind] = tokens["backward"].get(kind, 0) + loss_fn.backward_passes * n
+    if loss_fn.reference:
+        n = by_kind["forget" if loss_fn.reference == "forget" else loss_fn.extra]
+        tokens["forward"]["reference"] = tokens["forward"].get("reference", 0) + n
 
 
 def epoch_batches(n_forget: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -159,6 +178,7 @@ def unlearn(
             if n_extra:
                 feats += [extra_feats[j] for i in part for j in extra_index[i]]
             tensors = to_device(collate(feats, tokenizer.pad_token_id), device)
+            count_tokens(log.tokens, loss_fn, tensors["attention_mask"], len(part))
             loss, parts = loss_fn(model, FusedBatch(tensors, len(part), n_extra))
             weight = len(part) / len(rows)
             (loss * weight).backward()
@@ -167,7 +187,8 @@ def unlearn(
         lr = scheduler.get_last_lr()[0]
         grad_norm = optimizer_step(params, optimizer, scheduler, config.max_grad_norm, totals["loss"])
         entry = {"step": step + 1, "epoch": step // steps_per_epoch + 1, **totals, "grad_norm": grad_norm,
-                 "lr": lr, "elapsed": time.perf_counter() - began}
+                 "lr": lr, "forward_tokens": sum(log.tokens["forward"].values()),
+                 "backward_tokens": sum(log.tokens["backward"].values()), "elapsed": time.perf_counter() - began}
         log.steps.append(entry)
         if not all(math.isfinite(v) for v in (totals["loss"], grad_norm)):
             log.status, log.message = "diverged", f"non-finite loss or gradient at step {step + 1}"
@@ -175,7 +196,8 @@ def unlearn(
         bar.set_postfix(loss=f"{totals['loss']:.3f}", forget_nll=f"{totals['forget_nll']:.2f}")
         if on_epoch_end is not None and ((step + 1) % steps_per_epoch == 0 or step + 1 == len(batches)):
             paused = time.perf_counter()
-            log.epochs.append({"epoch": entry["epoch"], "step": step + 1, **on_epoch_end(entry["epoch"])})
+            reading = on_epoch_end(entry["epoch"])
+            log.epochs.append({"epoch": entry["epoch"], "step": step + 1, **reading, "seconds": time.perf_counter() - paused})
             began += time.perf_counter() - paused  # evaluation time is not training time
             model.train()
         log.seconds = time.perf_counter() - began

@@ -73,7 +73,7 @@ def test_a_run_is_checked_against_its_own_methods_rate_range_only():
 
 
 def test_unknown_method_names_the_valid_ones():
-    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga', 'sga_adaptive'\]"):
+    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'flat', 'sga', 'sga_adaptive'\]"):
         SETTINGS.run("gd")
 
 

@@ -102,3 +102,12 @@ def test_every_preset_key_is_a_notebook_parameter():
     declared = pm.inspect_notebook(str(NOTEBOOK))
     assert set(presets.parameter_names("muse_news")) <= set(declared)
     assert {"preset", "output_dir", "cache_dir", "figures_dir", "overwrite", "progress"} <= set(declared)
+
+
+def test_flat_runs_on_the_smoke_world_with_template_answers_and_counts_its_tokens(smoke_world):
+    flat = experiment.run_method(smoke_world, "flat")
+    assert flat["status"] == "completed" and flat["params"]["options"] == {"divergence": "tv"} and "summary" in flat
+    assert all({"forget_prob", "template_prob"} <= set(step) for step in flat["log"])
+    assert set(flat["tokens"]["forward"]) == {"forget", "template"} and flat["tokens"]["backward"] == flat["tokens"]["forward"]
+    assert flat["wall_seconds"] >= flat["train_seconds"] > 0
+

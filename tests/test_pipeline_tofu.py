@@ -80,3 +80,12 @@ def test_unknown_method_and_split(smoke_world):
         experiment.run_method(smoke_world, "rmu")
     with pytest.raises(ValueError, match="forget01"):
         presets.resolve("tofu", "smoke", forget_split="forget20")
+
+
+def test_flat_runs_on_the_smoke_world_with_template_answers_and_counts_its_tokens(smoke_world):
+    flat = experiment.run_method(smoke_world, "flat")
+    assert flat["status"] == "completed" and flat["params"]["options"] == {"divergence": "tv"} and "summary" in flat
+    assert all({"forget_prob", "template_prob"} <= set(step) for step in flat["log"])
+    assert set(flat["tokens"]["forward"]) == {"forget", "template"} and flat["tokens"]["backward"] == flat["tokens"]["forward"]
+    assert flat["wall_seconds"] >= flat["train_seconds"] > 0
+

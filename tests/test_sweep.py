@@ -15,7 +15,8 @@ def test_configurations_exact():
     core = sweep.configurations(MINI, "core")
     labels = [p.label for p in core]
     assert labels == ["GA", "SGA r=-0.4", "SGA r=+0.4", "SGA r=-1", "SGA r=+1", "SGA adaptive",
-                      "GradDiff, SGA r=-0.4's weights", "GA, 3x lr, unclipped", "SGA r=-0.4, 3x lr, unclipped"]
+                      "GradDiff, SGA r=-0.4's weights", "KL", "NPO", "SimNPO", "FLAT", "GA, 3x lr, unclipped", "SGA r=-0.4, 3x lr, unclipped"]
+    assert [p.method for p in core if p.group == "baselines"] == ["kl", "npo", "simnpo", "flat"]
     control = core[labels.index("GradDiff, SGA r=-0.4's weights")].run.options
     assert (control.graddiff_forget_weight, control.graddiff_retain_weight) == pytest.approx((1.3, 0.3))  # 1 - r (K-1)/K, -r (K-1)/K
     fast = core[labels.index("GA, 3x lr, unclipped")].run
@@ -26,7 +27,7 @@ def test_configurations_exact():
     # the same total normal weight r (K-1)/K = -0.3 as r = -0.4 at K = 4
     assert (by_label["SGA K=2, same normal weight"].run.options.rate, by_label["SGA K=2, same normal weight"].run.options.k) == (pytest.approx(-0.6), 2)
     assert by_label["SGA K=8, same normal weight"].run.options.rate == pytest.approx(-0.3 * 8 / 7)
-    assert list(dict.fromkeys(p.group for p in full)) == ["GA and SGA r0", "gls rate", "adaptive", "reweighting control", "learning rate",
+    assert list(dict.fromkeys(p.group for p in full)) == ["GA and SGA r0", "gls rate", "adaptive", "reweighting control", "baselines", "learning rate",
                                                           "descent rate", "K", "normal data"]
     assert (by_label["SGA descent r=1"].run.options.reading, by_label["SGA descent r=1"].run.options.rate) == ("descent", 1.0)
     assert sweep.select(full, "normal data") == ["SGA r=-0.4, tfidf", "SGA r=-0.4, embedding"]

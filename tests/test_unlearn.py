@@ -4,6 +4,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from sga.inference import example_nll
+from sga.losses import UnlearningLoss
 from sga.methods import make_loss
 from sga.unlearn import UnlearnConfig, retain_index, unlearn
 
@@ -44,7 +45,7 @@ def test_micro_batching_matches_one_forward(tiny_tokenizer):
 
 
 def test_divergence_stops_and_keeps_the_log(tiny_tokenizer):
-    class Exploding:
+    class Exploding(UnlearningLoss):
         name, extra = "boom", None
 
         def __init__(self):
@@ -72,7 +73,7 @@ def test_resume_after_interruption_gives_the_same_run(tiny_tokenizer, tmp_path):
     class Interrupt(Exception):
         pass
 
-    class Crashing:
+    class Crashing(UnlearningLoss):
         name, extra = "graddiff", "retain"
 
         def __init__(self):
@@ -120,3 +121,30 @@ def test_on_epoch_end_is_called_after_each_epoch_without_changing_training(tiny_
     assert calls == [1, 2, 3] and [e["step"] for e in watched.epochs] == [2, 4, 6] and watched_model.training
     assert [s["loss"] for s in watched.steps] == [s["loss"] for s in plain.steps]  # evaluating in between changes nothing
     assert watched.epochs[-1]["nll"] == pytest.approx(float(example_nll(watched_model, tiny_tokenizer, QA[:4], "phi").mean()))
+
+
+@pytest.mark.parametrize("method,options,per_forget,extra,backward,reference", [
+    ("ga", {}, 0, None, 1, None),
+    ("sga", {"rate": -0.5, "k": 3}, 2, "normal", 1, None),
+    ("sga_adaptive", {"k": 3}, 2, "normal", 2, None),  # g_f and the mean normal gradient: two backward passes
+    ("graddiff", {}, 1, "retain", 1, None),
+    ("npo", {}, 1, "retain", 1, "forget"),  # the forget rows again through the reference model
+    ("kl", {}, 1, "retain", 1, "extra"),  # the retain rows again through the reference model
+])
+def test_each_run_counts_the_token_passes_it_spends(tiny_tokenizer, method, options, per_forget, extra, backward, reference):
+    """Forward and backward token passes by kind of row, against the encoded lengths of the rows each step holds."""
+    from sga.prompts import encode
+
+    index = np.array([[(i + 1 + j) % 6 for j in range(per_forget)] for i in range(4)]) if per_forget else None
+    cfg = UnlearnConfig(lr=1e-2, epochs=2, batch_size=2, forget_per_forward=1, progress=False)
+    log = unlearn(peft_model(tiny_tokenizer), tiny_tokenizer, make_loss(method, **options), QA[:4], cfg, QA, index)
+    length = lambda example: len(encode(tiny_tokenizer, example, "phi", 256)["input_ids"])  # noqa: E731
+    forget = 2 * sum(length(e) for e in QA[:4])  # two epochs
+    extra_tokens = 2 * sum(length(QA[j]) for row in (index if per_forget else []) for j in row)
+    expected_forward = {"forget": forget, **({extra: extra_tokens} if extra else {})}
+    if reference:
+        expected_forward["reference"] = forget if reference == "forget" else extra_tokens
+    assert log.tokens["forward"] == expected_forward
+    assert log.tokens["backward"] == {kind: backward * n for kind, n in expected_forward.items() if kind != "reference"}
+    assert log.steps[-1]["forward_tokens"] == sum(expected_forward.values())
+    assert [s["backward_tokens"] for s in log.steps] == sorted(s["backward_tokens"] for s in log.steps)  # cumulative
