@@ -12,6 +12,7 @@ per-run overrides (:meth:`sga.presets.Settings.run`), checked when it is made.
 
 from __future__ import annotations
 
+import functools
 import gc
 import resource
 import shutil
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sga import benchmarks, methods
+from sga import benchmarks, gpu_plan, methods
 from sga.inference import mean_hidden_states, sentence_embedder
 from sga.losses import UnlearningLoss
 from sga.models import add_lora, load_model
@@ -33,7 +34,7 @@ from sga.presets import Settings, check_sources
 from sga.prompts import Example, example_text
 from sga.results import environment_info, read_json, write_json_atomic
 from sga.templates import template_examples
-from sga.specs import RunSpec
+from sga.specs import EMBEDDED, RunSpec
 from sga.unlearn import UnlearnConfig, UnlearnLog, retain_index, unlearn
 from sga.world import World
 
@@ -53,9 +54,26 @@ def prepare(settings: Settings, cache_dir: str | Path, out_dir: str | Path) -> W
                  Path(out_dir) / benchmark.name)
 
 
+def fitted(world: World, run: RunSpec) -> tuple[RunSpec, str | None]:
+    """``run`` as the world's GPU runs it, and its memory and time plan (:func:`sga.gpu_plan.fit_run`): for a hub or
+    local model with the settings' ``gpu_memory_gb``, the largest ``forget_per_forward`` that fits the card. The
+    embedded tiny models are run as they are (no plan)."""
+    if run.training is None or world.spec.target_model == EMBEDDED:
+        return run, None
+    return gpu_plan.fit_run(run, _model_shape(world.models["target"]), world.settings.plan.gpu_memory_gb)
+
+
+@functools.lru_cache(maxsize=None)
+def _model_shape(source: str) -> gpu_plan.ModelShape:
+    from transformers import AutoConfig
+
+    return gpu_plan.ModelShape.from_config(AutoConfig.from_pretrained(source))
+
+
 def result_path(world: World, run: RunSpec) -> Path:
-    """Where ``run``'s result is: the first of :meth:`RunSpec.answered_by` that exists, else its own file."""
-    paths = [world.out_dir / f"{spec.name()}.json" for spec in run.answered_by()]
+    """Where ``run``'s result is: the first of :meth:`RunSpec.answered_by` that exists, else its own file (of the run
+    as :func:`fitted` makes it)."""
+    paths = [world.out_dir / f"{spec.name()}.json" for spec in fitted(world, run)[0].answered_by()]
     return next((path for path in paths if path.exists()), paths[0])
 
 
@@ -83,6 +101,8 @@ def execute(world: World, run: RunSpec, overwrite: bool = False) -> dict[str, An
     one JSON. A run without training evaluates the world's model ``run.method`` as it is."""
     if run.world != world.spec:
         raise ValueError(f"This run is of another world than {world.benchmark.name}'s prepared one; prepare its world first.")
+    path = result_path(world, run)
+    run, plan = fitted(world, run)
 
     def evaluated(model, stat: Any) -> dict[str, Any]:
         metrics, seconds = timed(lambda: world.benchmark.evaluate(world, model, run, stat))
@@ -97,6 +117,8 @@ def execute(world: World, run: RunSpec, overwrite: bool = False) -> dict[str, An
 
     def unlearned() -> dict[str, Any]:
         began = time.perf_counter()
+        if plan:
+            print(plan, flush=True)
         stat = reference_statistic(world)
         model = start_model(world.models["target"], run)
         along = world.benchmark.evaluate_along if run.evaluation.trajectory else None
@@ -112,7 +134,7 @@ def execute(world: World, run: RunSpec, overwrite: bool = False) -> dict[str, An
         free(model)
         return result
 
-    return cached_result(result_path(world, run), as_it_is if run.training is None else unlearned, overwrite)
+    return cached_result(path, as_it_is if run.training is None else unlearned, overwrite)
 
 
 def results_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -623,6 +623,30 @@ def run_step(run: RunSpec, tokens_per_sequence: int | None = None) -> StepShape:
         lora_targets=training.lora_targets, gradient_checkpointing=training.gradient_checkpointing, reference_sequences=reference)
 
 
+def fit_run(run: RunSpec, model: ModelShape, gpu_memory_gb: float | None = None,
+            tokens_per_sequence: int | None = None) -> tuple[RunSpec, str]:
+    """``run`` with, for a card of ``gpu_memory_gb``, the largest ``forget_per_forward`` that fits it (the run as it is
+    without a card size), and a line with its memory plan and step time on an H100. A ValueError says what would fit
+    when even one forget sample per forward does not."""
+    from sga.methods import method
+
+    step = run_step(run, tokens_per_sequence)
+    if gpu_memory_gb is not None:
+        loss = method(run.method).build(run.options)
+        per_sample = 1 + loss.extra_per_forget()
+        reference = {"forget": 1, "extra": loss.extra_per_forget()}.get(loss.reference or "", 0)
+        n = largest_forward_that_fits(model, step, gpu_memory_gb, per_sample, reference)
+        if n is None:
+            raise ValueError(f"{run.method}: {fit_message(model, step, gpu_memory_gb, per_sample, reference)}")
+        training = dataclasses.replace(run.training, forget_per_forward=min(n, run.training.batch_size))
+        run = dataclasses.replace(run, training=training)
+        step = run_step(run, tokens_per_sequence)
+    plan = plan_memory(model, step)
+    line = (f"GPU plan for {run.method}: {step.forwards_per_step} forward(s) of {step.sequences_per_forward} x "
+            f"{step.tokens_per_sequence} tokens per step; {plan}; about {estimate_step_seconds(model, step):.2f} s per step on an H100")
+    return run, line
+
+
 def steps_per_run(n_forget: int, batch_size: int, epochs: int = 1) -> int:
     """Optimizer steps of an unlearning run: ceil(n_forget / batch_size) per epoch, as sga.unlearn batches."""
     return epochs * math.ceil(n_forget / batch_size)

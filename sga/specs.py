@@ -259,6 +259,8 @@ class Plan(Spec):
     methods: tuple[str, ...] = setting(("ga", "graddiff", "kl", "npo", "simnpo", "flat", "sga"), lambda v: _methods(v), "the methods a notebook runs")
     seeds: tuple[int, ...] = setting((0, 1, 2), integers(0, "seeds"), "seeds of the runs compared with intervals")
     progress: bool = setting(True, kind(bool), "progress bars (display only)")
+    gpu_memory_gb: float | None = setting(None, positive(none_ok=True), "the card's memory: each run of a hub model takes the "
+                                          "largest forget_per_forward that fits it (sga.gpu_plan), or is refused saying what would fit")
 
 
 def _methods(value: Any) -> str | None:

@@ -201,3 +201,38 @@ def test_a_run_spec_gives_its_step():
     assert fused.total_gib == pytest.approx(11.91, rel=0.1)  # the measured fused SGA K=4 step, 16 x 512
     with pytest.raises(ValueError, match="no training step"):
         gpu_plan.run_step(paper.reference("target"))
+
+
+def test_a_run_takes_the_largest_forget_per_forward_that_fits_the_card():
+    from sga.presets import resolve
+
+    paper = resolve("tofu", "paper")  # batch 32, 512 tokens, micro-batches of 4 forget samples
+    sga_run, line = gpu_plan.fit_run(paper.run("sga"), LLAMA2_7B, 12)
+    assert sga_run.training.forget_per_forward == 3 and line.startswith("GPU plan for sga: 11 forward(s) of 12 x 512 tokens")
+    assert sga_run.name() != paper.run("sga").name()  # the micro-batching is part of the run's identity
+    assert gpu_plan.fit_run(paper.run("ga"), LLAMA2_7B, 12)[0].training.forget_per_forward == 13
+    assert gpu_plan.fit_run(paper.run("ga"), LLAMA2_7B, 80)[0].training.forget_per_forward == 32  # at most the batch
+    assert gpu_plan.fit_run(paper.run("sga"), LLAMA2_7B)[0] == paper.run("sga")  # no card size: the run as it is
+    with pytest.raises(ValueError, match=r"sga: Even one sample of 4 x 512 tokens does not fit 4 GB.*What would fit"):
+        gpu_plan.fit_run(paper.run("sga"), LLAMA2_7B, 4)
+
+
+def test_a_world_of_a_local_model_plans_each_run_from_its_config(tmp_path):
+    """experiment.fitted reads the target's config.json; the embedded tiny models are run as they are."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig
+
+    from sga.experiment import fitted
+    from sga.presets import resolve
+
+    LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                intermediate_size=11008, vocab_size=32000).save_pretrained(tmp_path)
+    settings = resolve("tofu", "paper", data_source=str(tmp_path), target_model=str(tmp_path), retain_model=str(tmp_path), gpu_memory_gb=12)
+    world = SimpleNamespace(spec=settings.world, settings=settings, models={"target": str(tmp_path)})
+    run, line = fitted(world, settings.run("sga"))
+    assert run.training.forget_per_forward == 3 and "GPU plan for sga" in line
+    embedded = resolve("tofu", "mini", gpu_memory_gb=12)
+    tiny = SimpleNamespace(spec=embedded.world, settings=embedded, models={"target": "unused"})
+    assert fitted(tiny, embedded.run("sga")) == (embedded.run("sga"), None)
+    assert fitted(world, settings.reference("target")) == (settings.reference("target"), None)
