@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import math
 import resource
 import shutil
 import sys
@@ -26,6 +27,7 @@ import pandas as pd
 import torch
 
 from sga import benchmarks, gpu_plan, methods
+from sga.crossing import Crossing
 from sga.inference import mean_hidden_states, sentence_embedder
 from sga.losses import UnlearningLoss
 from sga.models import add_lora, load_model
@@ -68,6 +70,22 @@ def _model_shape(source: str) -> gpu_plan.ModelShape:
     from transformers import AutoConfig
 
     return gpu_plan.ModelShape.from_config(AutoConfig.from_pretrained(source))
+
+
+def forgetting_level(world: World, which: str | None = None) -> float:
+    """The forgetting axis of the world's reference model (or model ``which``), read from its full evaluation on the
+    scale of the readings along a run (:class:`sga.world.Axes`)."""
+    axes = world.benchmark.axes(world.spec)
+    return axes.read_full(world, reference(world, which or axes.reference))[axes.forget]
+
+
+def search(world: World, model: torch.nn.Module, run: RunSpec, read_full: Callable[[], dict[str, Any]]) -> Crossing:
+    """The search for where ``run`` first reaches the reference model's forgetting (:class:`sga.crossing.Crossing`),
+    reading the axis every ``check_every`` steps (default: one epoch) and stopping ``stop_after_level`` steps after."""
+    ev = run.evaluation
+    every = ev.check_every or math.ceil(len(world.forget) / run.training.batch_size)
+    return Crossing(model, forgetting_level(world), forgetting_level(world, "target"), every, ev.stop_after_level,
+                    lambda: world.benchmark.read_forget(world, model, run), read_full)
 
 
 def result_path(world: World, run: RunSpec) -> Path:
@@ -121,13 +139,20 @@ def execute(world: World, run: RunSpec, overwrite: bool = False) -> dict[str, An
             print(plan, flush=True)
         stat = reference_statistic(world)
         model = start_model(world.models["target"], run)
-        along = world.benchmark.evaluate_along if run.evaluation.trajectory else None
-        on_epoch_end = (lambda epoch: along(world, model, run, stat)) if along else None
+        along = lambda: world.benchmark.evaluate_along(world, model, run, stat)  # noqa: E731
+        crossing = search(world, model, run, along) if run.evaluation.locate else None
         log = run_unlearning(model, world.tokenizer, run, world.forget, world.pool, world.out_dir / run.name(),
-                             world.settings.plan.progress, on_epoch_end)
+                             world.settings.plan.progress, (lambda epoch: along()) if run.evaluation.trajectory else None,
+                             crossing.on_step_end if crossing else None)
         result = {"name": run.name(), "params": run.to_dict(), "status": log.status, "message": log.message,
                   "log": log.steps, "train_seconds": log.seconds, "trajectory": log.epochs, "tokens": log.tokens,
                   "readings_seconds": sum(e["seconds"] for e in log.epochs)}
+        if crossing:
+            result["crossing"] = crossing.record()
+            result["readings_seconds"] += crossing.seconds
+            if log.status == "completed" and not run.evaluation.final_evaluation:
+                end, seconds = timed(along)
+                result.update(end={"step": len(log.steps), **end}, readings_seconds=result["readings_seconds"] + seconds)
         if log.status == "completed" and run.evaluation.final_evaluation:
             result.update(evaluated(model, stat))
         result.update(peak_memory_gb=peak_memory_gb(), wall_seconds=time.perf_counter() - began)
@@ -207,11 +232,12 @@ def run_unlearning(
     run_dir: Path,
     progress: bool = True,
     on_epoch_end: Callable[[int], dict] | None = None,
+    on_step_end: Callable[[int], bool] | None = None,
 ) -> UnlearnLog:
     """Unlearn ``forget`` with the run's method, using ``pool`` as retain/normal data.
 
     Resumable: checkpoints go to ``run_dir/checkpoint``; a completed run leaves its LoRA adapter in
-    ``run_dir/adapter``. ``on_epoch_end`` as in :func:`sga.unlearn.unlearn`.
+    ``run_dir/adapter``. ``on_epoch_end`` and ``on_step_end`` as in :func:`sga.unlearn.unlearn`.
     """
     loss = methods.method(run.method).build(run.options)
     extra, index = extra_rows(loss, run, forget, pool, normal_embedder(model, tokenizer, loss, run))
@@ -227,8 +253,10 @@ def run_unlearning(
         seed=run.seed,
         checkpoint_every=10,
         progress=progress,
+        max_steps=training.max_steps,
     )
-    log = unlearn(model, tokenizer, loss, forget, config, extra, index, checkpoint_dir=run_dir, on_epoch_end=on_epoch_end)
+    log = unlearn(model, tokenizer, loss, forget, config, extra, index, checkpoint_dir=run_dir, on_epoch_end=on_epoch_end,
+                  on_step_end=on_step_end)
     if log.status == "completed":  # keep the finished adapter; the resume checkpoint is no longer needed
         model.save_pretrained(run_dir / "adapter")
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)

@@ -236,6 +236,7 @@ class Training(Spec):
     lora_alpha: float = setting(16, positive(), "LoRA alpha")
     lora_targets: str | tuple = setting("all-linear", kind(str, tuple), "modules LoRA wraps")
     gradient_checkpointing: bool = setting(False, kind(bool), "recompute activations in the backward pass")
+    max_steps: int | None = setting(None, integer(1, none_ok=True), "stop after this many steps at the latest; None: every step of the epochs")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,11 +246,18 @@ class Evaluation(Spec):
     eval_batch_size: int = setting(32, integer(1), "sequences per evaluation forward")
     eval_max_items: int | None = setting(None, integer(1, none_ok=True), "first items of each evaluation split; None = all")
     trajectory: bool = setting(False, kind(bool), "also read the run after every epoch (its path, not only its end)")
-    final_evaluation: bool = setting(True, kind(bool), "evaluate the finished model in full (False, with trajectory: its last reading is its end)")
+    final_evaluation: bool = setting(True, kind(bool), "evaluate the finished model in full (False: its last reading is its end)")
+    locate: bool = setting(False, kind(bool), "locate where the run first reaches the reference model's forgetting, within 2 "
+                           "steps, and read it there and at the end in full (sga.crossing)")
+    check_every: int | None = setting(None, integer(1, none_ok=True), "with locate: steps between readings of the forgetting axis; None: one epoch")
+    stop_after_level: int | None = setting(None, integer(0, none_ok=True), "with locate: stop this many steps after the "
+                                           "crossing (to show what follows); None: run the whole budget")
 
     def validate(self) -> None:
-        if not self.final_evaluation and not self.trajectory:
-            raise ValueError("final_evaluation=False needs trajectory=True: the last per-epoch reading is then the run's end.")
+        if not self.final_evaluation and not (self.trajectory or self.locate):
+            raise ValueError("final_evaluation=False needs trajectory=True or locate=True: a reading is then the run's end.")
+        if not self.locate and (self.check_every is not None or self.stop_after_level is not None):
+            raise ValueError("check_every and stop_after_level belong to locate=True (the search for the forgetting level).")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,6 +44,7 @@ class UnlearnConfig:
     seed: int = 0
     checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = never
     progress: bool = True
+    max_steps: int | None = None  # stop after this many steps at the latest (None: every step of the epochs)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
@@ -132,6 +133,7 @@ def unlearn(
     extra_index: np.ndarray | None = None,
     checkpoint_dir: str | Path | None = None,
     on_epoch_end: Callable[[int], dict] | None = None,
+    on_step_end: Callable[[int], bool] | None = None,
 ) -> UnlearnLog:
     """Run ``loss_fn`` over the forget set for ``config.epochs`` epochs and return the log.
 
@@ -142,7 +144,9 @@ def unlearn(
     ``config.checkpoint_every`` steps, and a rerun resumes from the last checkpoint.
     A non-finite loss or gradient stops the run with status 'diverged' (the log is kept).
     ``on_epoch_end(epoch)`` is called after each epoch's last step (e.g. to evaluate along training);
-    what it returns is kept in ``log.epochs``.
+    what it returns is kept in ``log.epochs``. ``on_step_end(step)`` is called after every step (and its epoch's
+    reading); it returning True ends the run there, completed (e.g. a stopping rule). The time both take is not
+    counted as training time.
     """
     n_extra = loss_fn.extra_per_forget()
     if n_extra:
@@ -158,6 +162,7 @@ def unlearn(
     warmup = max(config.warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
     batches = [b for e in range(config.epochs) for b in epoch_batches(len(forget), config.batch_size, config.seed, e)]
+    batches = batches[: config.max_steps]
     steps_per_epoch = math.ceil(len(forget) / config.batch_size)
 
     ckpt = Path(checkpoint_dir) / "checkpoint" if checkpoint_dir else None
@@ -200,6 +205,14 @@ def unlearn(
             log.epochs.append({"epoch": entry["epoch"], "step": step + 1, **reading, "seconds": time.perf_counter() - paused})
             began += time.perf_counter() - paused  # evaluation time is not training time
             model.train()
+        if on_step_end is not None:
+            paused = time.perf_counter()
+            stop = on_step_end(step + 1)
+            began += time.perf_counter() - paused
+            model.train()
+            if stop:
+                log.status = "completed"
+                break
         log.seconds = time.perf_counter() - began
         if ckpt is not None and config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < len(batches):
             _save_checkpoint(ckpt, model, optimizer, scheduler, log, step + 1)

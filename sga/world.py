@@ -51,6 +51,8 @@ class Benchmark:
     - ``reference_statistic(metrics)``: what the metrics need from the reference model, taken from its metrics.
     - ``summary(metrics)``: the flat numbers of a results table.
     - ``evaluate_along(world, model, run, reference_stat)``: cheaper numbers read after every epoch (``trajectory``).
+    - ``read_forget(world, model, run)``: the forgetting axis alone, exactly as ``evaluate_along`` reads it (the
+      cheap reading that locates where a run reaches a forgetting level, :mod:`sga.crossing`).
     - ``axes(world_spec)``: its forgetting and utility readings (:class:`Axes`).
     """
 
@@ -63,6 +65,7 @@ class Benchmark:
     reference_statistic: Callable[[Mapping[str, Any]], Any]
     summary: Callable[[Mapping[str, Any]], dict[str, Any]]
     evaluate_along: Callable[..., dict[str, Any]]
+    read_forget: Callable[..., float]
     axes: Callable[[WorldSpec], Axes]
     reference_model: str
     block: Mapping[str, Any] = field(default_factory=dict)

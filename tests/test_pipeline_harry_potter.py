@@ -111,3 +111,11 @@ def test_flat_runs_on_the_smoke_world_with_template_answers_and_counts_its_token
     assert set(flat["tokens"]["forward"]) == {"forget", "template"} and flat["tokens"]["backward"] == flat["tokens"]["forward"]
     assert flat["wall_seconds"] >= flat["train_seconds"] > 0
 
+
+
+def test_the_forgetting_reading_alone_equals_the_one_along_training(smoke_world):
+    run = smoke_world.settings.run("ga")
+    model = experiment.start_model(smoke_world.models["target"], run)
+    stat = experiment.reference_statistic(smoke_world)
+    along = smoke_world.benchmark.evaluate_along(smoke_world, model, run, stat)
+    assert hp.read_forget(smoke_world, model, run) == along[f"rouge_l_{min(smoke_world.spec.prompt_lengths)}"]

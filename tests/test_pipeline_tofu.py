@@ -89,3 +89,25 @@ def test_flat_runs_on_the_smoke_world_with_template_answers_and_counts_its_token
     assert set(flat["tokens"]["forward"]) == {"forget", "template"} and flat["tokens"]["backward"] == flat["tokens"]["forward"]
     assert flat["wall_seconds"] >= flat["train_seconds"] > 0
 
+
+
+def test_the_forgetting_reading_alone_equals_the_one_along_training(smoke_world):
+    run = smoke_world.settings.run("ga")
+    model = experiment.start_model(smoke_world.models["target"], run)
+    stat = experiment.reference_statistic(smoke_world)
+    along = smoke_world.benchmark.evaluate_along(smoke_world, model, run, stat)
+    assert tofu.read_forget(smoke_world, model, run) == along["forget_rouge_l"]
+
+
+def test_locating_the_level_reads_without_changing_training_and_stops_by_the_rule(smoke_world, monkeypatch):
+    common = {"epochs": 6, "lr": 3e-3, "final_evaluation": False}
+    plain = experiment.run_method(smoke_world, "ga", trajectory=True, **common)
+    monkeypatch.setattr(experiment, "forgetting_level", lambda world, which=None: -1.0 if which is None else 1.0)  # never reached
+    located = experiment.run_method(smoke_world, "ga", trajectory=False, locate=True, check_every=2, **common)
+    steps = lambda r: [{k: v for k, v in s.items() if k != "elapsed"} for s in r["log"]]  # noqa: E731
+    assert steps(located) == steps(plain)  # reading kept weights and the current model changes no step of training
+    assert located["crossing"]["step"] is None and [s for s, _ in located["crossing"]["readings"]] == [2, 4, 6]
+    assert located["end"]["step"] == 6 and located["end"]["forget_rouge_l"] == plain["trajectory"][-1]["forget_rouge_l"]
+    monkeypatch.setattr(experiment, "forgetting_level", lambda world, which=None: 2.0)  # the target is already below it
+    stopped = experiment.run_method(smoke_world, "ga", trajectory=False, locate=True, check_every=2, stop_after_level=3, **common)
+    assert (stopped["crossing"]["step"], len(stopped["log"]), stopped["end"]["step"]) == (0, 3, 3)

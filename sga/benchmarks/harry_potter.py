@@ -250,11 +250,23 @@ def evaluate_along(world: World, model, run: RunSpec, reference_perplexity: floa
     """The cheap reading after each epoch (``trajectory``): leakage at the shortest prompt length on one prompt
     per forget passage (the first instruction), and general-text word perplexity."""
     ev, spec = run.evaluation, world.spec
-    k = min(spec.prompt_lengths)
-    rows = world.data["completions"][k][:: len(INSTRUCTIONS)]
-    leak = completion_leakage(model, world.tokenizer, rows, spec.template, ev.leakage_max_new_tokens, ev.eval_batch_size)
+    k, leak = _along_leakage(world, model, run)
     general = perplexity(model, world.tokenizer, world.data["general_test"], ev.perplexity_window or spec.max_length, ev.eval_batch_size)
     return {f"rouge_l_{k}": leak["rouge_l_recall"], f"bleu_{k}": leak["bleu"], "general_ppl": general["word_perplexity"]}
+
+
+def read_forget(world: World, model, run: RunSpec) -> float:
+    """The forgetting axis alone, as :func:`evaluate_along` reads it: ROUGE-L recall of the completions of one prompt
+    per forget passage at the shortest prompt length."""
+    return _along_leakage(world, model, run)[1]["rouge_l_recall"]
+
+
+def _along_leakage(world: World, model, run: RunSpec) -> tuple[int, dict[str, Any]]:
+    """The shortest prompt length k, and the leakage of one prompt per forget passage (the first instruction) at k."""
+    k = min(world.spec.prompt_lengths)
+    rows = world.data["completions"][k][:: len(INSTRUCTIONS)]
+    ev = run.evaluation
+    return k, completion_leakage(model, world.tokenizer, rows, world.spec.template, ev.leakage_max_new_tokens, ev.eval_batch_size)
 
 
 def zero_shot(model, tokenizer, tasks: Sequence[str], batch_size: int) -> dict[str, float]:
@@ -309,6 +321,7 @@ HARRY_POTTER = Benchmark(
     reference_statistic=lambda metrics: metrics["general"]["word_perplexity"],
     summary=summary,
     evaluate_along=evaluate_along,
+    read_forget=read_forget,
     axes=axes,
     reference_model="reference",
     block=BLOCK,

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import scipy.stats
 
 from sga.data.muse_news import EVAL_SPLITS, chunk_texts, generate_muse_news, load_muse_news
 from sga.embedded import data_source
-from sga.metrics.muse_news import evaluate_muse_news, summary_row
+from sga.metrics.muse_news import evaluate_muse_news, summary_row, verbmem_scores
 from sga.models import load_tokenizer
 from sga.prompts import TEMPLATES, Text
 from sga.specs import EMBEDDED, Evaluation, Plan, RunSpec, Spec, TinyModel, TinyTraining, WorldSpec, integer, kind, nested, one_of, setting
@@ -148,6 +149,12 @@ def evaluate_along(world: World, model, run: RunSpec, auc_retrain: float | None)
     return summary_row(evaluate(world, model, run, auc_retrain))
 
 
+def read_forget(world: World, model, run: RunSpec) -> float:
+    """The forgetting axis alone, as :func:`evaluate_along` reads it: VerbMem on D_f (its mean, x100)."""
+    rows = eval_splits(world, run.evaluation)["verbmem_forget"]
+    return 100 * float(np.mean(verbmem_scores(model, world.tokenizer, rows, batch_size=run.evaluation.eval_batch_size)[0]))
+
+
 def axes(world: MuseNewsWorld) -> Axes:
     """VerbMem on D_f against KnowMem on D_r; the retrain model's forgetting is the level."""
     return Axes("verbmem_f", "VerbMem on D_f", "knowmem_r", "KnowMem on D_r", True, lambda world, result: result["summary"], "retrain")
@@ -163,6 +170,7 @@ MUSE_NEWS = Benchmark(
     reference_statistic=lambda metrics: metrics["privleak"]["auc"],
     summary=summary_row,
     evaluate_along=evaluate_along,
+    read_forget=read_forget,
     axes=axes,
     reference_model="retrain",
     block=BLOCK,

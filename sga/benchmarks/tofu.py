@@ -15,6 +15,7 @@ import numpy as np
 
 from sga.data.tofu import FORGET_SPLITS, generate_tofu, load_tofu, split_examples, tofu_splits
 from sga.embedded import data_source
+from sga.inference import generate
 from sga.metrics.text import rouge_l_recall
 from sga.metrics.tofu import evaluate_tofu, ks_test, model_utility, summary_row
 from sga.models import load_tokenizer
@@ -146,6 +147,17 @@ def evaluate_along(world: World, model, run: RunSpec, retain_truth_ratios: Any) 
     return summary_row(evaluate(world, model, run, retain_truth_ratios, rouge_max_items=run.evaluation.path_rouge_items))
 
 
+def read_forget(world: World, model, run: RunSpec) -> float:
+    """The forgetting axis alone, as :func:`evaluate_along` reads it: ROUGE-L recall of the greedy answers to the first
+    ``path_rouge_items`` forget questions."""
+    ev = run.evaluation
+    forget = eval_splits(world, ev)["forget"]
+    questions, answers = forget["question"][: ev.path_rouge_items], forget["answer"][: ev.path_rouge_items]
+    generations = generate(model, world.tokenizer, questions, world.spec.template, max_new_tokens=ev.gen_max_new_tokens,
+                           batch_size=ev.eval_batch_size)
+    return float(np.mean(rouge_l_recall(generations, answers)))
+
+
 def path_summary(result: Mapping[str, Any], world: World) -> dict[str, Any]:
     """A full evaluation read the way :func:`evaluate_along` reads a model along training (ROUGE-L over the
     first ``path_rouge_items`` questions of each split), so reference models sit on the same scale as paths."""
@@ -174,6 +186,7 @@ TOFU = Benchmark(
     reference_statistic=lambda metrics: metrics["forget"]["truth_ratios"],
     summary=summary_row,
     evaluate_along=evaluate_along,
+    read_forget=read_forget,
     axes=axes,
     reference_model="retain",
     block=BLOCK,

@@ -91,6 +91,18 @@ def knowmem_prompt(question: str, icl: Iterable[Mapping[str, str]]) -> str:
     return shots + f"Question: {question}\nAnswer: "
 
 
+def verbmem_scores(
+    model, tokenizer, rows: Iterable[Mapping[str, str]], max_new_tokens: int = VERBMEM_MAX_NEW_TOKENS, batch_size: int = 8
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Per-item ROUGE-L F1 (0-1) of the greedy continuations of ``verbmem/forget`` rows (prompt, gt) against their
+    cut references, with the generations and the references."""
+    items = _rows(rows, ("prompt", "gt"), "verbmem")
+    prompts = [row["prompt"] for row in items]
+    generations = generate(model, tokenizer, prompts, TEMPLATE, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    references = [verbmem_reference(tokenizer, row["gt"], max_new_tokens) for row in items]
+    return rouge_l_f1(generations, references, use_stemmer=False), generations, references
+
+
 def evaluate_verbmem(
     model,
     tokenizer,
@@ -102,11 +114,7 @@ def evaluate_verbmem(
 ) -> dict[str, Any]:
     """VerbMem of ``verbmem/forget`` rows (prompt, gt): score (mean ROUGE-L F1 x100), ci_low, ci_high,
     per-item scores, generations and the cut references."""
-    items = _rows(rows, ("prompt", "gt"), "verbmem")
-    prompts = [row["prompt"] for row in items]
-    generations = generate(model, tokenizer, prompts, TEMPLATE, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    references = [verbmem_reference(tokenizer, row["gt"], max_new_tokens) for row in items]
-    scores = rouge_l_f1(generations, references, use_stemmer=False)
+    scores, generations, references = verbmem_scores(model, tokenizer, rows, max_new_tokens, batch_size)
     return {**_summary(scores, n_resamples, seed), "generations": generations, "references": references}
 
 
