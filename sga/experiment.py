@@ -254,6 +254,8 @@ def run_unlearning(
         checkpoint_every=10,
         progress=progress,
         max_steps=training.max_steps,
+        optimizer=training.optimizer,
+        diverge_above=training.diverge_above,
     )
     log = unlearn(model, tokenizer, loss, forget, config, extra, index, checkpoint_dir=run_dir, on_epoch_end=on_epoch_end,
                   on_step_end=on_step_end)

@@ -18,6 +18,19 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return params
 
 
+OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
+
+
+def make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float, weight_decay: float = 0.01) -> torch.optim.Optimizer:
+    """AdamW (with ``weight_decay``), or plain SGD: no momentum, no weight decay, the gradient as it is (the stability
+    ladder's optimiser, under which nothing rescales a growing gradient)."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.0)
+    raise ValueError(f"Unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}.")
+
+
 def gradient_norm(params: list[torch.nn.Parameter], max_norm: float | None) -> float:
     """The global gradient norm before clipping; with ``max_norm`` the gradients are clipped to it."""
     if max_norm is not None:

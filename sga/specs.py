@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, ClassVar, Sequence
 
 from sga.models import COMPUTE_DTYPES, QUANTIZATIONS
+from sga.optim import OPTIMIZERS
 from sga.prompts import TEMPLATES
 from sga.results import params_hash
 
@@ -237,6 +238,9 @@ class Training(Spec):
     lora_targets: str | tuple = setting("all-linear", kind(str, tuple), "modules LoRA wraps")
     gradient_checkpointing: bool = setting(False, kind(bool), "recompute activations in the backward pass")
     max_steps: int | None = setting(None, integer(1, none_ok=True), "stop after this many steps at the latest; None: every step of the epochs")
+    optimizer: str = setting("adamw", one_of(OPTIMIZERS), "adamw, or sgd: plain SGD, no momentum (the stability ladder)")
+    diverge_above: float | None = setting(None, positive(none_ok=True), "forget NLL (nats per token) above which a run counts "
+                                          "as diverged and stops; None: only a non-finite loss or gradient")
 
 
 @dataclass(frozen=True, kw_only=True)

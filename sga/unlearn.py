@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from sga.inference import model_device, to_device
 from sga.losses import FusedBatch, UnlearningLoss
-from sga.optim import optimizer_step, trainable_parameters
+from sga.optim import make_optimizer, optimizer_step, trainable_parameters
 from sga.prompts import Example, collate, encode_examples
 from sga.results import read_json, write_json_atomic
 
@@ -45,6 +45,8 @@ class UnlearnConfig:
     checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = never
     progress: bool = True
     max_steps: int | None = None  # stop after this many steps at the latest (None: every step of the epochs)
+    optimizer: str = "adamw"  # or "sgd": plain SGD (sga.optim.make_optimizer)
+    diverge_above: float | None = None  # forget NLL (nats per token) above which the run counts as diverged and stops
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
@@ -142,7 +144,8 @@ def unlearn(
     it must have ``loss_fn.extra_per_forget()`` columns. With a
     ``checkpoint_dir``, the trainable weights, optimizer and log are saved every
     ``config.checkpoint_every`` steps, and a rerun resumes from the last checkpoint.
-    A non-finite loss or gradient stops the run with status 'diverged' (the log is kept).
+    A non-finite loss or gradient, or a forget NLL above ``config.diverge_above``, stops the run with status 'diverged'
+    (the log is kept).
     ``on_epoch_end(epoch)`` is called after each epoch's last step (e.g. to evaluate along training);
     what it returns is kept in ``log.epochs``. ``on_step_end(step)`` is called after every step (and its epoch's
     reading); it returning True ends the run there, completed (e.g. a stopping rule). The time both take is not
@@ -158,7 +161,7 @@ def unlearn(
     extra_feats = encode_examples(tokenizer, extra, config.template, config.max_length) if n_extra else []
 
     params = trainable_parameters(model)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config.optimizer, params, config.lr, config.weight_decay)
     warmup = max(config.warmup_steps, 0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
     batches = [b for e in range(config.epochs) for b in epoch_batches(len(forget), config.batch_size, config.seed, e)]
@@ -197,6 +200,9 @@ def unlearn(
         log.steps.append(entry)
         if not all(math.isfinite(v) for v in (totals["loss"], grad_norm)):
             log.status, log.message = "diverged", f"non-finite loss or gradient at step {step + 1}"
+            break
+        if config.diverge_above is not None and totals["forget_nll"] > config.diverge_above:
+            log.status, log.message = "diverged", f"forget NLL {totals['forget_nll']:.4g} above {config.diverge_above:g} at step {step + 1}"
             break
         bar.set_postfix(loss=f"{totals['loss']:.3f}", forget_nll=f"{totals['forget_nll']:.2f}")
         if on_epoch_end is not None and ((step + 1) % steps_per_epoch == 0 or step + 1 == len(batches)):

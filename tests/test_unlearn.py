@@ -148,3 +148,31 @@ def test_each_run_counts_the_token_passes_it_spends(tiny_tokenizer, method, opti
     assert log.tokens["backward"] == {kind: backward * n for kind, n in expected_forward.items() if kind != "reference"}
     assert log.steps[-1]["forward_tokens"] == sum(expected_forward.values())
     assert [s["backward_tokens"] for s in log.steps] == sorted(s["backward_tokens"] for s in log.steps)  # cumulative
+
+
+def test_plain_sgd_steps_by_the_gradient_and_a_forget_loss_bound_stops_the_run(tiny_tokenizer):
+    """The stability ladder's optimiser: w <- w - lr g exactly; a forget NLL above the stated bound is a divergence."""
+    model = peft_model(tiny_tokenizer)
+    before = lora_weights(model)
+    grads = {}
+    loss_fn = make_loss("ga")
+
+    class Watching(UnlearningLoss):
+        name, extra = "ga", None
+
+        def __call__(self, model, batch):
+            loss, logs = loss_fn(model, batch)
+            loss.backward(retain_graph=True)
+            grads.update({n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None})
+            model.zero_grad()
+            return loss, logs
+
+    cfg = UnlearnConfig(lr=0.5, epochs=1, batch_size=2, max_grad_norm=None, optimizer="sgd", progress=False)
+    unlearn(model, tiny_tokenizer, Watching(), QA[:2], cfg)
+    for name, value in lora_weights(model).items():
+        if name in grads:
+            torch.testing.assert_close(value, before[name] - 0.5 * grads[name])
+    bounded = UnlearnConfig(lr=1.0, epochs=20, batch_size=2, max_grad_norm=None, optimizer="sgd", diverge_above=3.0, progress=False)
+    log = unlearn(peft_model(tiny_tokenizer), tiny_tokenizer, make_loss("ga"), QA[:2], bounded)
+    assert log.status == "diverged" and "above 3" in log.message and log.steps[-1]["forget_nll"] > 3.0
+    assert all(s["forget_nll"] <= 3.0 for s in log.steps[:-1])
