@@ -6,7 +6,8 @@ the same way as after an epoch), and reads the axis every ``check_every`` steps.
 level, it bisects between the last reading above the level and this one, reading the axis on the kept weights,
 until the two are at most two steps apart: the first reading at or below the level at that resolution is the
 crossing, where the run is read in full (forgetting and utility). The run then stops ``stop_after`` steps later
-(to show what follows; None: it runs its budget), and is read in full at its end.
+(to show what follows; None: it runs its budget), but not before the last of the ``read_at`` steps, where it is read
+in full too (e.g. every run at the same step count); the caller reads it in full at its end.
 
 Bisection finds a step where the axis passes the level between two readings; if the axis rises and falls again
 within one interval of ``check_every`` steps it may not be the first such step. The interval is the world's epoch by
@@ -40,7 +41,9 @@ class Crossing:
     stop_after: int | None
     read_forget: Callable[[], float]
     read_full: Callable[[], dict[str, Any]]
+    read_at: tuple[int, ...] = ()  # steps also read in full (e.g. equal steps); the run goes on at least to the last
     readings: list[tuple[int, float]] = field(default_factory=list)  # (step, forgetting) of every reading
+    at_steps: dict[int, dict[str, Any]] = field(default_factory=dict)  # the full readings at read_at
     step: int | None = None  # the crossing step, once found
     resolution: int | None = None
     at_crossing: dict[str, Any] | None = None
@@ -59,14 +62,18 @@ class Crossing:
             self._kept[step] = [p.detach().to("cpu", copy=True) for p in self._trainable()]
             if step % self.check_every == 0:
                 self._check(step)
+        if step in self.read_at:
+            self.at_steps[step] = self.read_full()
         self.seconds += time.perf_counter() - began
-        return self.step is not None and self.stop_after is not None and step >= self.step + self.stop_after
+        return (self.step is not None and self.stop_after is not None and step >= self.step + self.stop_after
+                and step >= max(self.read_at, default=0))
 
     def record(self) -> dict[str, Any]:
         """What the result keeps: the level, the crossing step and its resolution (None: not reached), the full
         reading there, every forgetting reading, and the seconds spent reading."""
         return {"level": self.level, "start": self.start, "step": self.step, "resolution": self.resolution,
-                "reading": self.at_crossing, "readings": [list(r) for r in self.readings], "seconds": self.seconds}
+                "reading": self.at_crossing, "readings": [list(r) for r in self.readings], "seconds": self.seconds,
+                "at_steps": {str(step): reading for step, reading in sorted(self.at_steps.items())}}
 
     # ------------------------------------------------------------------ the search
     def _trainable(self) -> list[torch.nn.Parameter]:

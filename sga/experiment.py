@@ -85,7 +85,7 @@ def search(world: World, model: torch.nn.Module, run: RunSpec, read_full: Callab
     ev = run.evaluation
     every = ev.check_every or math.ceil(len(world.forget) / run.training.batch_size)
     return Crossing(model, forgetting_level(world), forgetting_level(world, "target"), every, ev.stop_after_level,
-                    lambda: world.benchmark.read_forget(world, model, run), read_full)
+                    lambda: world.benchmark.read_forget(world, model, run), read_full, ev.read_at)
 
 
 def result_path(world: World, run: RunSpec) -> Path:

@@ -256,12 +256,14 @@ class Evaluation(Spec):
     check_every: int | None = setting(None, integer(1, none_ok=True), "with locate: steps between readings of the forgetting axis; None: one epoch")
     stop_after_level: int | None = setting(None, integer(0, none_ok=True), "with locate: stop this many steps after the "
                                            "crossing (to show what follows); None: run the whole budget")
+    read_at: tuple[int, ...] = setting((), integers(1, "steps", empty_ok=True), "with locate: steps at which the run is "
+                                       "also read in full (it runs at least to the last)")
 
     def validate(self) -> None:
         if not self.final_evaluation and not (self.trajectory or self.locate):
             raise ValueError("final_evaluation=False needs trajectory=True or locate=True: a reading is then the run's end.")
-        if not self.locate and (self.check_every is not None or self.stop_after_level is not None):
-            raise ValueError("check_every and stop_after_level belong to locate=True (the search for the forgetting level).")
+        if not self.locate and (self.check_every is not None or self.stop_after_level is not None or self.read_at):
+            raise ValueError("check_every, stop_after_level and read_at belong to locate=True (the search for the forgetting level).")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -61,3 +61,10 @@ def test_a_model_already_below_the_level_crosses_at_step_zero():
     crossing = search(path, start=0.3)
     assert (crossing.step, crossing.resolution) == (0, 0) and path.walk(crossing, 30) == 30
     assert crossing.readings == []  # nothing more is read
+
+
+def test_runs_are_also_read_at_given_steps_and_go_on_to_the_last():
+    path = Path(lambda step: 1.0 - 0.01 * step)  # 0.5 at step 50
+    crossing = Crossing(path.model, 0.5, 1.0, 10, 2, path.read, lambda: {"forget": path.read()}, read_at=(30, 80))
+    assert path.walk(crossing, 100) == 80 and crossing.step == 50  # not at 52: it goes on to the step read last
+    assert crossing.record()["at_steps"] == {"30": {"forget": pytest.approx(0.7)}, "80": {"forget": pytest.approx(0.2)}}
