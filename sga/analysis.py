@@ -3,29 +3,12 @@ gives the same step direction as a "gls" rate (runs compared at equal forgetting
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
-import scipy.stats
 
 from sga import theory
-
-
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean with its Student-t interval over independent runs (seeds).
-
-    One value gives a NaN interval; NaN values are dropped.
-    """
-    data = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
-    if data.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(data.mean())
-    if data.size == 1:
-        return mean, math.nan, math.nan
-    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
-    return mean, mean - half, mean + half
+from sga.stats import mean_interval  # noqa: F401  (the project's one Student-t interval, importable here)
 
 
 def seed_table(runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:

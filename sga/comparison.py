@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sga import stats
 from sga.world import Axes, World
 
 
@@ -117,15 +118,14 @@ def run_rows(results: Mapping[Any, Mapping[str, Any]], starts: Mapping[str, Mapp
 
 def interval_table(rows: pd.DataFrame, columns: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
     """Per (benchmark, label): the number of runs, and for each column its mean over seeds with a Student-t
-    interval (``<column> lo`` / ``hi``) and how many runs have a value (``<column> n``)."""
-    from sga.analysis import mean_interval
-
+    interval (``<column> lo`` / ``hi``, :func:`sga.stats.mean_interval`) and how many runs have a value
+    (``<column> n``)."""
     out = {}
     for key, group in rows.groupby(["benchmark", "label"], sort=False):
         row: dict[str, Any] = {"runs": len(group)}
         for column in columns:
             values = group[column].astype(float)
-            row[column], row[f"{column} lo"], row[f"{column} hi"] = mean_interval(values.tolist(), confidence)
+            row[column], row[f"{column} lo"], row[f"{column} hi"] = stats.mean_interval(values.tolist(), confidence)
             row[f"{column} n"] = int(values.notna().sum())
         out[key] = row
     table = pd.DataFrame(out).T
@@ -135,17 +135,16 @@ def interval_table(rows: pd.DataFrame, columns: Sequence[str], confidence: float
 
 def paired_difference(rows: pd.DataFrame, column: str, label: str, baseline: str, confidence: float = 0.95) -> pd.DataFrame:
     """Per benchmark: ``column`` of ``label`` minus ``baseline``'s, paired by seed (same LoRA initialisation and
-    batch order), mean with its Student-t interval and the number of pairs with both values."""
-    from sga.analysis import mean_interval
-
+    batch order; by world and seed where ``rows`` has a ``world`` column), mean with its unadjusted Student-t
+    interval and the number of pairs with both values (:func:`sga.stats.paired_differences`; for a family of
+    comparisons with adjusted p-values and intervals, :func:`sga.stats.compare`)."""
     out = {}
     for benchmark, group in rows.groupby("benchmark", sort=False):
-        by_seed = group.pivot_table(index="seed", columns="label", values=column, aggfunc="first")
-        if label not in by_seed or baseline not in by_seed:
+        present = set(group.loc[group[column].notna(), "label"])
+        if label not in present or baseline not in present:  # a configuration with no value here: no row
             continue
-        diff = (by_seed[label] - by_seed[baseline]).dropna()
-        mean, lo, hi = mean_interval(diff.tolist(), confidence)
-        out[benchmark] = {"difference": mean, "lo": lo, "hi": hi, "pairs": len(diff)}
+        s = stats.t_summary(stats.paired_differences(group, column, label, baseline, benchmark), confidence)
+        out[benchmark] = {"difference": s["mean"], "lo": s["lo"], "hi": s["hi"], "pairs": s["n"]}
     return pd.DataFrame(out).T
 
 
