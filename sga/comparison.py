@@ -116,6 +116,43 @@ def run_rows(results: Mapping[Any, Mapping[str, Any]], starts: Mapping[str, Mapp
     return pd.DataFrame(rows)
 
 
+def located_rows(results: Mapping[Any, Mapping[str, Any]], axes_of: Mapping[str, Axes], second: str | None = None) -> pd.DataFrame:
+    """One row per located run (keys: sweep points): benchmark, world (its seed), group, label, method, seed, status;
+    whether it reached its benchmark's forgetting level, at which step (within ``resolution`` steps) and after how many
+    token passes (forward + backward), its forgetting and utility there (``eq_*``), at the steps every run was also
+    read at (``steps_*``: the first of ``read_at``), and at its end (``end_*``; NaN for a diverged run); with ``second``
+    a second forgetting reading beside the axis (e.g. TOFU's forget quality); its stability figures, times, and for
+    adaptive SGA the mean rate and the share of first-order-safe steps."""
+    rows = []
+    for point, result in results.items():
+        ax, crossing, log = axes_of[point.benchmark], result.get("crossing") or {}, result.get("log") or []
+        reached, completed = crossing.get("step") is not None, result["status"] == "completed"
+        readings = {"eq": crossing.get("reading") if reached else None,
+                    "steps": next(iter((crossing.get("at_steps") or {}).values()), None),
+                    "end": result.get("end") if completed else None}
+        row: dict[str, Any] = {
+            "benchmark": point.benchmark, "world": point.run.world.world_seed, "group": point.group, "label": point.label,
+            "method": point.method, "seed": point.seed, "status": result["status"], "reached": reached,
+            "steps_to_level": crossing.get("step") if reached else math.nan, "resolution": crossing.get("resolution") if reached else math.nan,
+            "tokens_to_level": _tokens_at(log, crossing["step"]) if reached else math.nan, "end_step": len(log),
+            "tokens": _tokens_at(log, len(log)),
+        }
+        for prefix, reading in readings.items():
+            keys = {"forget": ax.forget, "utility": ax.utility, **({"second": second} if second else {})}
+            row.update({f"{prefix}_{name}": math.nan if reading is None else float(reading[key]) for name, key in keys.items()})
+        rates = [s["rate"] for s in log if "rate" in s]
+        row.update(**stability(result), train_seconds=result.get("train_seconds", math.nan), wall_seconds=result.get("wall_seconds", math.nan),
+                   mean_rate=float(np.mean(rates)) if rates else math.nan,
+                   safe_share=float(np.mean([s["safe"] for s in log if "safe" in s])) if rates else math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _tokens_at(log: Sequence[Mapping[str, Any]], step: int) -> float:
+    """Forward plus backward token passes spent by the end of ``step`` (0 at step 0)."""
+    return 0.0 if step == 0 else float(log[step - 1]["forward_tokens"] + log[step - 1]["backward_tokens"])
+
+
 def interval_table(rows: pd.DataFrame, columns: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
     """Per (benchmark, label): the number of runs, and for each column its mean over seeds with a Student-t
     interval (``<column> lo`` / ``hi``, :func:`sga.stats.mean_interval`) and how many runs have a value

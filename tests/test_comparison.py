@@ -95,3 +95,22 @@ def test_run_rows_intervals_and_paired_differences():
     assert table.loc[("tofu", "SGA"), "eq_utility n"] == 1
     diff = comparison.paired_difference(rows, "eq_utility", "SGA", "GA")
     assert diff.loc["tofu", "difference"] == pytest.approx(0.8 - 0.5) and diff.loc["tofu", "pairs"] == 1
+
+
+def test_located_rows_read_the_crossing_the_steps_and_the_end():
+    from sga.presets import resolve
+    from sga.sweep import Point
+
+    settings = resolve("tofu", "smoke")
+    log = [{"grad_norm": 1.0, "loss": -1.0, "forward_tokens": 10 * i, "backward_tokens": 20 * i} for i in range(1, 7)]
+    reached = {"status": "completed", "log": log, "train_seconds": 1.0, "wall_seconds": 3.0,
+               "crossing": {"step": 4, "resolution": 2, "reading": {"f": 0.3, "u": 0.6, "fq": 0.2},
+                            "at_steps": {"5": {"f": 0.2, "u": 0.5, "fq": 0.3}}},
+               "end": {"step": 6, "f": 0.1, "u": 0.4, "fq": 0.5}}
+    never = {"status": "diverged", "log": log[:3], "crossing": {"step": None, "at_steps": {}}}
+    results = {Point("core", "GA", settings.run("ga", seed=1)): reached, Point("core", "SGA", settings.run("sga", seed=1)): never}
+    rows = comparison.located_rows(results, {"tofu": AX}, second="fq")
+    ga, sga = rows.iloc[0], rows.iloc[1]
+    assert (ga.world, ga.group, ga.reached, ga.steps_to_level, ga.resolution, ga.tokens_to_level) == (0, "core", True, 4, 2, 120.0)
+    assert (ga.eq_forget, ga.eq_utility, ga.eq_second, ga.steps_utility, ga.end_utility, ga.end_step, ga.tokens) == (0.3, 0.6, 0.2, 0.5, 0.4, 6, 180.0)
+    assert not sga.reached and math.isnan(sga.eq_utility) and math.isnan(sga.end_utility) and sga.tokens == 90.0
