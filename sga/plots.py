@@ -248,6 +248,68 @@ def interval_panels(table: pd.DataFrame, labels: Sequence[str], column: str, axe
     return fig
 
 
+def forest(table: pd.DataFrame, axes_of: Mapping[str, Any]) -> plt.Figure:
+    """One panel per benchmark: each comparison of a :func:`sga.stats.compare` table (rows labelled "label - baseline
+    (world)"), its mean paired difference (a ratio for a log-scale column) with the unadjusted interval (thin) and the
+    interval adjusted for the family (thick), no difference dashed."""
+    benchmarks = list(dict.fromkeys(table["benchmark"]))
+    fig, panels = plt.subplots(1, len(benchmarks), figsize=(4.8 * len(benchmarks), 0.34 * len(table) / len(benchmarks) + 1.8), squeeze=False)
+    for ax, benchmark in zip(panels[0], benchmarks):
+        rows = table[table["benchmark"] == benchmark].reset_index(drop=True)
+        logged = bool((rows["scale"] == "log ratio").any())
+        columns = ("ratio", "ratio_lo", "ratio_hi", "ratio_lo_adj", "ratio_hi_adj") if logged else ("mean", "lo", "hi", "lo_adj", "hi_adj")
+        positions = np.arange(len(rows))[::-1]
+        for pos, row in zip(positions, rows.itertuples()):
+            mean, lo, hi, lo_adj, hi_adj = (getattr(row, c) for c in columns)
+            ax.plot([lo, hi], [pos, pos], color="C0", lw=1)
+            ax.plot([lo_adj, hi_adj], [pos, pos], color="C0", lw=4, alpha=0.35)
+            ax.plot([mean], [pos], "o", color="C3" if row.p_holm < table.attrs.get("alpha", 0.05) else "C0", ms=5)
+        ax.axvline(1.0 if logged else 0.0, ls="--", lw=1, color="k")
+        ax.set_yticks(positions, [f"{r.label} - {r.baseline} ({r.world})" for r in rows.itertuples()], fontsize=7)
+        spec = axes_of[benchmark]
+        ax.set(title=benchmark, xlabel=f"{spec.utility_label}: {'ratio' if logged else 'difference'} (red: Holm-significant)")
+        if logged:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def forgetting_paths(paths: Mapping[str, Mapping[str, Sequence[tuple[Sequence[int], Sequence[float]]]]],
+                     levels: Mapping[str, float], axes_of: Mapping[str, Any]) -> plt.Figure:
+    """One panel per benchmark: each configuration's readings of the forgetting axis along its runs (one line per
+    seed: the steps read, from the target at step 0), the reference model's forgetting dashed."""
+    fig, panels = plt.subplots(1, len(paths), figsize=(5.2 * len(paths), 3.8), squeeze=False)
+    for ax, (benchmark, by_label) in zip(panels[0], paths.items()):
+        for i, (label, seeds) in enumerate(by_label.items()):
+            for j, (steps, values) in enumerate(seeds):
+                ax.plot(steps, values, lw=1, alpha=0.6, marker=".", ms=3, color=f"C{i % 10}", label=label if j == 0 else None)
+        ax.axhline(levels[benchmark], ls="--", lw=1, color="k", label=f"{axes_of[benchmark].reference} model")
+        ax.set(title=benchmark, xlabel="step", ylabel=f"{axes_of[benchmark].forget_label} (lower: more forgotten)")
+        ax.grid(alpha=0.3)
+    panels[0][0].legend(fontsize=6.5, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def ladder_panels(table: pd.DataFrame) -> plt.Figure:
+    """Per ladder (rows: SGD, AdamW) and benchmark (columns), the share of seeds that diverged at each learning rate,
+    one line per method; ``table`` has columns ladder, benchmark, method, lr, diverged (share)."""
+    ladders, benchmarks = list(dict.fromkeys(table["ladder"])), list(dict.fromkeys(table["benchmark"]))
+    fig, panels = plt.subplots(len(ladders), len(benchmarks), figsize=(4.4 * len(benchmarks), 3.2 * len(ladders)), squeeze=False)
+    for row_panels, ladder in zip(panels, ladders):
+        for ax, benchmark in zip(row_panels, benchmarks):
+            part = table[(table["ladder"] == ladder) & (table["benchmark"] == benchmark)]
+            for i, (method, rows) in enumerate(part.groupby("method", sort=False)):
+                rows = rows.sort_values("lr")
+                ax.plot(rows["lr"], rows["diverged"], "o-", color=f"C{i}", label=method, alpha=0.8)
+            ax.set(title=f"{benchmark}: {ladder}", xlabel="learning rate", ylabel="share of seeds diverged", ylim=(-0.05, 1.05))
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+        row_panels[0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
 # ------------------------------------------------------------------ notebook 03: Harry Potter
 _HP_COLORS = {"reference": "C8", "simnpo": "C9", "flat": "C7"}  # beside COLORS (target, retain, ga, graddiff, kl, npo, sga)
 

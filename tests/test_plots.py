@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.colors as mcolors  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from sga import plots  # noqa: E402
 
@@ -90,3 +91,25 @@ def test_interval_panels_skip_missing_values_and_mark_the_baseline():
     baseline = [line for line in tofu.lines if line.get_linestyle() == "--"]
     assert list(baseline[0].get_xdata()) == [0.5, 0.5]
     assert [t.get_text() for t in tofu.get_yticklabels()] == labels
+
+
+def test_forest_draws_each_comparison_with_both_intervals_and_marks_holm_significance():
+    table = pd.DataFrame({"benchmark": ["b", "b"], "world": [0, "pooled"], "label": ["SGA", "SGA"], "baseline": ["GA", "GA"],
+                          "scale": ["difference"] * 2, "mean": [0.2, -0.1], "lo": [0.1, -0.3], "hi": [0.3, 0.1],
+                          "lo_adj": [0.05, -0.4], "hi_adj": [0.35, 0.2], "p_holm": [0.01, 0.5]})
+    table.attrs["alpha"] = 0.05
+    fig = plots.forest(table, {"b": _axes(True)})
+    ax = fig.axes[0]
+    points = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [tuple(p.get_xdata()) for p in points] == [(0.2,), (-0.1,)]
+    assert [mcolors.to_hex(p.get_color()) for p in points] == [mcolors.to_hex("C3"), mcolors.to_hex("C0")]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["SGA - GA (0)", "SGA - GA (pooled)"]
+    assert list(ax.get_yticks()) == [1, 0]  # the first comparison on top
+
+
+def test_ladder_panels_show_the_share_diverged_per_rate_and_method():
+    table = pd.DataFrame({"ladder": ["SGD"] * 4, "benchmark": ["b"] * 4, "method": ["GA", "GA", "SGA", "SGA"],
+                          "lr": [3.0, 1.0, 1.0, 3.0], "diverged": [1.0, 0.0, 0.0, 1 / 3]})
+    ax = plots.ladder_panels(table).axes[0]
+    assert [tuple(line.get_xdata()) for line in ax.lines] == [(1.0, 3.0), (1.0, 3.0)]  # sorted by rate
+    assert tuple(ax.lines[1].get_ydata()) == (0.0, pytest.approx(1 / 3))
