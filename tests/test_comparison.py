@@ -109,7 +109,8 @@ def test_located_rows_read_the_crossing_the_steps_and_the_end():
                "end": {"step": 6, "f": 0.1, "u": 0.4, "fq": 0.5}}
     never = {"status": "diverged", "log": log[:3], "crossing": {"step": None, "at_steps": {}}}
     results = {Point("core", "GA", settings.run("ga", seed=1)): reached, Point("core", "SGA", settings.run("sga", seed=1)): never}
-    rows = comparison.located_rows(results, {"tofu": AX}, second="fq")
+    rows = comparison.located_rows(results, {"tofu": AX}, second={"tofu": "fq"})
+    assert math.isnan(comparison.located_rows(results, {"tofu": AX}).iloc[0].eq_second)
     ga, sga = rows.iloc[0], rows.iloc[1]
     assert (ga.world, ga.group, ga.reached, ga.steps_to_level, ga.resolution, ga.tokens_to_level) == (0, "core", True, 4, 2, 120.0)
     assert (ga.eq_forget, ga.eq_utility, ga.eq_second, ga.steps_utility, ga.end_utility, ga.end_step, ga.tokens) == (0.3, 0.6, 0.2, 0.5, 0.4, 6, 180.0)
