@@ -133,7 +133,8 @@ def located_rows(results: Mapping[Any, Mapping[str, Any]], axes_of: Mapping[str,
                     "end": result.get("end") if completed else None}
         row: dict[str, Any] = {
             "benchmark": point.benchmark, "world": point.run.world.world_seed, "group": point.group, "label": point.label,
-            "method": point.method, "seed": point.seed, "status": result["status"], "reached": reached,
+            "method": point.method, "seed": point.seed, "optimizer": point.run.training.optimizer, "lr": point.run.training.lr,
+            "status": result["status"], "reached": reached,
             "steps_to_level": crossing.get("step") if reached else math.nan, "resolution": crossing.get("resolution") if reached else math.nan,
             "tokens_to_level": _tokens_at(log, crossing["step"]) if reached else math.nan, "end_step": len(log),
             "tokens": _tokens_at(log, len(log)),

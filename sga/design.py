@@ -17,7 +17,7 @@ group and spec, never by parsing labels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -48,8 +48,27 @@ class Study:
     pilot_factor: float = 2.0  # the pilot GA runs stop at this many times the preset's epochs at the latest
     diverge_above: float = 100.0  # forget NLL (nats per token) above which a ladder run counts as diverged
     sgd_rates: tuple[float, ...] = (0.3, 1.0, 3.0, 10.0, 30.0)  # plain SGD's learning-rate ladder, rungs 3x apart
-    adamw_factors: tuple[float, ...] = (1 / 3, 3.0, 9.0)  # the AdamW ladder: these multiples of the preset's rate
+    adamw_factors: tuple[float, ...] = (1 / 3, 1.0, 3.0, 9.0)  # the AdamW ladder (no clipping): these multiples of the preset's rate
     ablations: bool = True
+
+
+STUDIES: dict[str, Study] = {
+    # seconds: two seeds where a comparison needs pairs, one elsewhere, one rung per ladder, no ablations
+    "smoke": Study(seeds=(0, 1), power_seeds=(0, 1), pilot_seeds=(0,), ladder_seeds=(0,), sgd_rates=(10.0,),
+                   adamw_factors=(3.0,), ablations=False),
+    "mini": Study(),
+    "paper": Study(),
+}
+
+
+def study(preset: str, **overrides: Any) -> Study:
+    """The study of ``preset`` with ``overrides`` (lists become tuples)."""
+    if preset not in STUDIES:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {list(STUDIES)}.")
+    unknown = sorted(set(overrides) - {f.name for f in fields(Study)})
+    if unknown:
+        raise ValueError(f"Unknown study settings {unknown}; valid ones: {sorted(f.name for f in fields(Study))}.")
+    return replace(STUDIES[preset], **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
 def labels(settings: Settings) -> dict[str, str]:

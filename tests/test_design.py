@@ -63,3 +63,10 @@ def test_ga_is_read_where_its_token_passes_reach_sgas():
     assert [p.seed for p in points] == [0, 1] and all(p.run.training.max_steps == p.run.evaluation.read_at[0] for p in points)
     with pytest.raises(ValueError, match="allow more epochs"):
         design.ga_steps_for_tokens(lengths, 4, 0, 1e9, epochs=2)
+
+
+def test_each_preset_has_a_study_and_overrides_are_checked():
+    assert design.study("mini").power_seeds == tuple(range(20)) and not design.study("smoke").ablations
+    assert design.study("mini", seeds=[0, 1]).seeds == (0, 1)
+    with pytest.raises(ValueError, match=r"Unknown study settings \['seedz'\]"):
+        design.study("mini", seedz=[0])
