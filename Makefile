@@ -11,8 +11,11 @@ PY := $(VENV)/bin/python
 # torch first, pinned: an open range would pull a multi-GB CUDA build (see README)
 TORCH_SPEC ?= torch==2.13.0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
-# notebook 02 first: it trains and caches the TOFU models that notebook 01's part 4 reuses
-RUN_ORDER := $(filter notebooks/02_%,$(NOTEBOOKS)) $(filter-out notebooks/02_%,$(NOTEBOOKS))
+RUN_TARGETS := $(patsubst notebooks/%.ipynb,run-%,$(NOTEBOOKS))
+# make run: notebooks side by side where the cores hold more than one of their runs (mini pins 2 threads a run), at
+# most 3 (02, 03 and 04 are independent); one after another on 2 cores. RUN_JOBS=N overrides.
+MINI_THREADS := 2
+RUN_JOBS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) / $(MINI_THREADS) )); echo $$(( n < 1 ? 1 : n > 3 ? 3 : n )))
 NBVAL_DIR := build/nbval
 LAB_DIR := build/lab
 # The lab targets put this checkout first on the kernel's path (whatever the venv's editable install points at)
@@ -21,7 +24,7 @@ LAB_ENV = HF_HUB_OFFLINE=1 PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}"
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test validate test-gpu lab lab-browser lab-test clean
+.PHONY: setup run test validate test-gpu lab lab-browser lab-test clean $(RUN_TARGETS)
 
 setup: $(VENV)/.installed
 
@@ -33,9 +36,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	cd notebooks && for nb in $(notdir $(RUN_ORDER)); do \
-		echo "== $$nb"; HF_HUB_OFFLINE=1 ../$(PY) -m papermill $$nb $$nb -k python3 --log-level WARNING || exit 1; \
-	done
+	$(MAKE) --no-print-directory -j$(RUN_JOBS) $(filter run-05_%,$(RUN_TARGETS))
+
+# notebook 01's part 4 reuses the tiny TOFU models notebook 02 trains; notebook 05, last, reads the runs of 02-04 and
+# computes only the missing ones. Progress goes to this log as plain lines, each led by its notebook's name.
+$(filter run-01_%,$(RUN_TARGETS)): $(filter run-02_%,$(RUN_TARGETS))
+$(filter run-05_%,$(RUN_TARGETS)): $(filter-out run-05_%,$(RUN_TARGETS))
+$(RUN_TARGETS): run-%: setup
+	@echo "== $*.ipynb"
+	cd notebooks && HF_HUB_OFFLINE=1 SGA_PROGRESS=lines SGA_PROGRESS_LABEL=$* ../$(PY) -m papermill $*.ipynb $*.ipynb \
+		-k python3 --log-level WARNING --no-progress-bar
 
 test: setup
 	rm -rf $(NBVAL_DIR) && mkdir -p $(NBVAL_DIR)

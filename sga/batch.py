@@ -6,8 +6,10 @@ Each run gets ``OUT/<notebook>/<params file stem>/`` holding the executed notebo
 ``output_dir`` and ``figures_dir`` parameters (when it has them) point inside that folder, so its
 result JSONs and figures land there too. A failed run does not stop the others; failures are
 listed at the end and the exit status is 1. Runs go one after another in this process
-(``--executor local``) or as Ray tasks (``--executor ray``: a local Ray instance, or an existing
-cluster with ``--address``); the folders and the failure report are the same.
+(``--executor local``), side by side in worker processes (``--executor processes``: as many as the cores hold
+runs of their thread count, the default where that is more than one), or as Ray tasks (``--executor ray``: a
+local Ray instance, or an existing cluster with ``--address``); the folders and the failure report are the same.
+Each run's kernel writes its progress as plain lines to this command's stderr (``SGA_PROGRESS=lines``).
 """
 
 from __future__ import annotations
@@ -15,20 +17,27 @@ from __future__ import annotations
 import argparse
 import ast
 import logging
+import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import nbformat
 import papermill as pm
 import yaml
 
-EXECUTORS = ("local", "ray")
+if TYPE_CHECKING:
+    from sga.presets import Settings
+
+EXECUTORS = ("local", "processes", "ray")
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,19 @@ def _describe(error: BaseException) -> str:
     return f"{getattr(error, 'ename', type(error).__name__)}: {detail}"
 
 
+def _pin_threads(threads: int) -> None:
+    """Cap CPU threads (torch, OpenMP, MKL) at ``threads``: in the environment, read when torch is first imported and
+    inherited by subprocesses such as a papermill kernel, and in torch if it is already loaded."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any], threads: int | None) -> tuple[str | None, float]:
-    """Run one task; return (error or None, seconds). With ``threads``, cap CPU threads (torch, OpenMP, MKL) first."""
+    """Run one task; return (error or None, seconds). With ``threads``, cap CPU threads first (:func:`_pin_threads`)."""
     began = time.perf_counter()
-    if threads is not None:  # also inherited by subprocesses such as a papermill kernel
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
-        if "torch" in sys.modules:  # a fresh import reads OMP_NUM_THREADS; a reused worker may have torch already
-            sys.modules["torch"].set_num_threads(threads)
+    if threads is not None:
+        _pin_threads(threads)
     try:
         fn(**kwargs)
         return None, time.perf_counter() - began
@@ -60,9 +75,22 @@ def _run_task(fn: Callable[..., Any], kwargs: dict[str, Any], threads: int | Non
         return _describe(error), time.perf_counter() - began
 
 
-def _report(name: str, error: str | None, seconds: float) -> None:
+Report = Callable[[Task, str | None, float], None]
+
+
+def _report(task: Task, error: str | None, seconds: float) -> None:
     outcome = f"FAILED after {seconds:.0f} s: {error}" if error else f"done in {seconds:.0f} s"
-    print(f"[batch] {name}: {outcome}", flush=True)
+    print(f"[batch] {task.name}: {outcome}", flush=True)
+
+
+def workers_for(cpu_threads: int) -> int:
+    """How many tasks of ``cpu_threads`` threads this machine's cores hold side by side (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(1, cpu_threads))
+
+
+def default_executor(cpu_threads: int) -> str:
+    """``processes`` where the cores hold more than one task of ``cpu_threads`` threads, else ``local``."""
+    return "processes" if workers_for(cpu_threads) > 1 else "local"
 
 
 def run_tasks(
@@ -72,31 +100,70 @@ def run_tasks(
     cpu_threads: int = 1,
     gpus_per_task: float = 0.0,
     max_parallel: int | None = None,
+    on_done: Report | None = None,
 ) -> list[tuple[str, str]]:
     """Run every task; return (task name, "ErrName: message") for each failed one, in task order. A failure never stops the others.
 
     ``local`` runs them in this process, one after another (``address``, ``cpu_threads``, ``gpus_per_task``
-    and ``max_parallel`` are ignored). ``ray`` makes each a Ray task asking for ``cpu_threads`` CPUs and
-    ``gpus_per_task`` GPUs; on CPU (``gpus_per_task == 0``) it also caps the task's threads at ``cpu_threads``.
-    It uses the Ray session already open in this process if any, else connects to the cluster at ``address``
-    ("auto", "ray://host:10001"), else starts a local instance (shut down at the end);
-    ``max_parallel`` bounds the tasks in flight (default: all).
+    and ``max_parallel`` are ignored). ``processes`` runs them in ``max_parallel`` worker processes (default: as
+    many as the cores hold tasks of ``cpu_threads`` threads, :func:`workers_for`), started with "spawn", each
+    capped at ``cpu_threads`` threads before it imports anything (``address`` and ``gpus_per_task`` are ignored);
+    a worker that dies fails the tasks then in flight, and a new pool runs the rest. ``ray`` makes each a Ray task
+    asking for ``cpu_threads`` CPUs and ``gpus_per_task`` GPUs; on CPU (``gpus_per_task == 0``) it also caps the
+    task's threads at ``cpu_threads``. It uses the Ray session already open in this process if any, else connects
+    to the cluster at ``address`` ("auto", "ray://host:10001"), else starts a local instance (shut down at the
+    end); ``max_parallel`` bounds the tasks in flight (default: all). ``on_done(task, error, seconds)`` is called
+    here as each task ends (default: a "[batch]" line on stdout).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if not tasks:
         return []
+    report = on_done or _report
     if executor == "local":
         errors: dict[int, str] = {}
         for index, task in enumerate(tasks):
-            print(f"[batch] {task.name}: started", flush=True)
+            if on_done is None:
+                print(f"[batch] {task.name}: started", flush=True)
             error, seconds = _run_task(task.fn, task.kwargs, None)
-            _report(task.name, error, seconds)
+            report(task, error, seconds)
             if error:
                 errors[index] = error
+    elif executor == "processes":
+        errors = _run_in_processes(tasks, cpu_threads, max_parallel or workers_for(cpu_threads), report)
     else:
-        errors = _run_on_ray(tasks, address, cpu_threads, gpus_per_task, max_parallel)
+        errors = _run_on_ray(tasks, address, cpu_threads, gpus_per_task, max_parallel, report)
     return [(tasks[index].name, errors[index]) for index in sorted(errors)]
+
+
+def _run_in_processes(tasks: Sequence[Task], threads: int, workers: int, report: Report) -> dict[int, str]:
+    """The ``processes`` executor: at most ``workers`` tasks in flight; a pool whose worker died is replaced."""
+    pending, errors = list(range(len(tasks))), {}
+    while pending:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_pin_threads,
+                                 initargs=(threads,)) as pool:
+            in_flight: dict[Any, tuple[int, float]] = {}
+            broken = False
+            while (pending and not broken) or in_flight:
+                while pending and not broken and len(in_flight) < workers:
+                    try:
+                        future = pool.submit(_run_task, tasks[pending[0]].fn, tasks[pending[0]].kwargs, threads)
+                    except BrokenProcessPool:  # a worker died since the last wait: the next pool takes this task
+                        broken = True
+                        break
+                    in_flight[future] = pending.pop(0), time.perf_counter()
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index, submitted = in_flight.pop(future)
+                    try:
+                        error, seconds = future.result()
+                    except Exception as failure:  # the worker died (BrokenProcessPool), or the task could not be pickled
+                        broken = broken or isinstance(failure, BrokenProcessPool)
+                        error, seconds = _describe(failure), time.perf_counter() - submitted
+                    report(tasks[index], error, seconds)
+                    if error:
+                        errors[index] = error
+    return errors
 
 
 @contextmanager
@@ -121,7 +188,8 @@ def _ray_session(address: str | None) -> Iterator[tuple[Any, bool]]:
         ray.shutdown()
 
 
-def _run_on_ray(tasks: Sequence[Task], address: str | None, cpu_threads: int, gpus_per_task: float, max_parallel: int | None) -> dict[int, str]:
+def _run_on_ray(tasks: Sequence[Task], address: str | None, cpu_threads: int, gpus_per_task: float, max_parallel: int | None,
+                report: Report) -> dict[int, str]:
     with _ray_session(address) as (ray, started):
         if started and not address:  # a local instance never grows: refuse a task that could never be scheduled
             total = ray.cluster_resources()
@@ -141,29 +209,27 @@ def _run_on_ray(tasks: Sequence[Task], address: str | None, cpu_threads: int, gp
                 error, seconds = ray.get(ref)
             except Exception as failure:  # the worker died, or could not unpickle the task
                 error, seconds = _describe(getattr(failure, "cause", None) or failure), time.perf_counter() - submitted
-            _report(tasks[index].name, error, seconds)
+            report(tasks[index], error, seconds)
             if error:
                 errors[index] = error
         return errors
 
 
-def _run_notebook(notebook: str, output: str, parameters: dict[str, Any], kernel: str, progress_bar: bool) -> None:
-    """One papermill run (a batch task); the executed notebook keeps the traceback of a failure."""
+def _run_notebook(notebook: str, output: str, parameters: dict[str, Any], kernel: str) -> None:
+    """One papermill run (a batch task); the executed notebook keeps the traceback of a failure. Its kernel writes
+    progress as plain lines to this process's stderr, not into the notebook (unless ``SGA_PROGRESS`` says otherwise)."""
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(notebook, output, parameters=parameters, kernel_name=kernel, cwd=str(Path(notebook).parent), progress_bar=progress_bar)
+    with mock.patch.dict(os.environ, {"SGA_PROGRESS": os.environ.get("SGA_PROGRESS") or "lines"}):
+        pm.execute_notebook(notebook, output, parameters=parameters, kernel_name=kernel, cwd=str(Path(notebook).parent), progress_bar=False)
 
 
-def settings_problem(benchmark: str, params: dict[str, Any], inspected: dict[str, Any]) -> str | None:
-    """Why ``benchmark``'s settings refuse the parameters of one run of its notebook (None if they are valid): the
-    same check the notebook makes first, before any work, done here before any run starts."""
+def run_settings(benchmark: str, params: dict[str, Any], inspected: dict[str, Any]) -> Settings:
+    """``benchmark``'s settings for the parameters of one run of its notebook, or the ValueError that refuses them:
+    the same check the notebook makes first, before any work, done here before any run starts."""
     from sga import presets  # the benchmark registry and its specs: loaded only for a benchmark notebook
 
     preset = params.get("preset", ast.literal_eval(inspected["preset"]["default"]) if "preset" in inspected else "mini")
-    try:
-        presets.resolve(benchmark, preset, **{k: v for k, v in params.items() if k in presets.parameter_names(benchmark)})
-    except ValueError as error:
-        return f"ValueError: {error}"
-    return None
+    return presets.resolve(benchmark, preset, **{k: v for k, v in params.items() if k in presets.parameter_names(benchmark)})
 
 
 def run_batch(
@@ -172,16 +238,17 @@ def run_batch(
     out: Path,
     base: Path | None = None,
     kernel: str = "python3",
-    executor: str = "local",
+    executor: str | None = None,
     address: str | None = None,
-    cpu_threads: int = 1,
+    cpu_threads: int | None = None,
     gpus_per_task: float = 0.0,
 ) -> list[tuple[Path, str]]:
     """Execute ``notebook`` once per parameter file; return the (file, error) pairs of failed runs, in file order.
 
     A file naming a parameter the notebook does not declare fails before anything runs; so does one whose values a
-    benchmark notebook (``metadata.sga.benchmark``) would refuse (:func:`settings_problem`). The other arguments after
-    ``kernel`` go to :func:`run_tasks`.
+    benchmark notebook (``metadata.sga.benchmark``) would refuse (:func:`run_settings`). The other arguments after
+    ``kernel`` go to :func:`run_tasks`; ``cpu_threads`` defaults to the most any run pins (a benchmark's
+    ``cpu_threads``, else 1) and ``executor`` to :func:`default_executor` of it.
     """
     stems = [p.stem for p in param_files]
     if len(set(stems)) < len(stems):
@@ -192,6 +259,7 @@ def run_batch(
     defaults = yaml.safe_load(base.read_text()) if base else {}
     refused: dict[Path, str] = {}
     tasks: dict[Path, Task] = {}
+    pinned: list[int] = []  # the thread count each run pins
     for param_file in param_files:
         run_dir = (out / notebook.stem / param_file.stem).resolve()
         params = {**(defaults or {}), **(yaml.safe_load(param_file.read_text()) or {})}
@@ -200,18 +268,21 @@ def run_batch(
             refused[param_file] = f"ValueError: unknown parameters {unknown}; {notebook.name} declares {sorted(declared)}"
             print(f"[batch] {param_file}: FAILED, unknown parameters {unknown}", flush=True)
             continue
-        problem = settings_problem(benchmark, params, inspected) if benchmark else None
-        if problem:
-            refused[param_file] = problem
-            print(f"[batch] {param_file}: FAILED, {problem}", flush=True)
+        try:
+            pinned.append((run_settings(benchmark, params, inspected).world.cpu_threads or 1) if benchmark else 1)
+        except ValueError as error:
+            refused[param_file] = f"ValueError: {error}"
+            print(f"[batch] {param_file}: FAILED, {refused[param_file]}", flush=True)
             continue
         for key, sub in (("output_dir", "runs"), ("figures_dir", "figures")):
             if key in declared:
                 params.setdefault(key, str(run_dir / sub))
-        run = {"notebook": str(notebook.resolve()), "output": str(run_dir / notebook.name), "parameters": params, "kernel": kernel, "progress_bar": executor == "local"}
+        run = {"notebook": str(notebook.resolve()), "output": str(run_dir / notebook.name), "parameters": params, "kernel": kernel}
         tasks[param_file] = Task(str(param_file), _run_notebook, run)
-    print(f"[batch] {notebook.name}: {len(tasks)} runs into {(out / notebook.stem).resolve()}", flush=True)
-    failed = dict(run_tasks(list(tasks.values()), executor, address, cpu_threads, gpus_per_task))
+    threads = cpu_threads or max(pinned, default=1)
+    executor = executor or default_executor(threads)
+    print(f"[batch] {notebook.name}: {len(tasks)} runs into {(out / notebook.stem).resolve()} ({executor}, {threads} threads each)", flush=True)
+    failed = dict(run_tasks(list(tasks.values()), executor, address, threads, gpus_per_task))
     errors = {**refused, **{p: failed[t.name] for p, t in tasks.items() if t.name in failed}}
     return [(p, errors[p]) for p in param_files if p in errors]
 
@@ -223,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: outputs)")
     parser.add_argument("--base", type=Path, help="YAML of parameters shared by every run (each file overrides it)")
     parser.add_argument("--kernel", default="python3")
-    parser.add_argument("--executor", choices=EXECUTORS, default="local", help="local: one run after another here; ray: one Ray task per run")
+    parser.add_argument("--executor", choices=EXECUTORS, help="local: one run after another here; processes: runs side by side in "
+                        "worker processes, as many as the cores hold (the default where that is more than one, else local); ray: one Ray task per run")
     parser.add_argument("--address", help="ray: connect to this cluster (auto, ray://host:10001) instead of starting a local instance")
-    parser.add_argument("--cpus-per-task", type=int, default=1, help="ray: CPUs reserved per run, and its thread count when it has no GPU (default: 1)")
+    parser.add_argument("--cpus-per-task", type=int, help="threads per run (processes, and ray on CPU) and CPUs ray reserves for it "
+                        "(default: the runs' own cpu_threads, 1 for a notebook without them)")
     parser.add_argument("--gpus-per-task", type=float, default=0.0, help="ray: GPUs reserved per run (default: 0)")
     args = parser.parse_args(argv)
     try:

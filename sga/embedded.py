@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 from transformers import (
     AutoTokenizer,
     LlamaConfig,
@@ -32,6 +31,7 @@ from transformers import (
 from sga.inference import model_device, to_device
 from sga.models import seeded
 from sga.optim import optimizer_step, trainable_parameters
+from sga.progress import bar as progress_bar
 from sga.prompts import Example, collate, encode_examples
 from sga.results import params_hash
 from sga.specs import EMBEDDED, WorldSpec
@@ -172,7 +172,7 @@ def train_causal_lm(
     device = model_device(model)
     losses: list[float] = []
     model.train()
-    with tqdm(total=total_steps, desc="train", disable=not progress) as bar:
+    with progress_bar(total=total_steps, desc="train", disable=not progress, unit="step") as bar:
         for _ in range(epochs):
             order = torch.randperm(len(features), generator=generator).tolist()
             for start in range(0, len(order), batch_size):

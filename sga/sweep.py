@@ -7,8 +7,8 @@ the same name: identical runs are never recomputed, whether a notebook or an ear
 
     settings = {b: presets.resolve(b, "mini") for b in ("tofu", "muse_news")}
     points = sweep.points(settings.values(), seeds=(0, 1, 2), grid="core", trajectory=True)
-    report = run_sweep(points, settings, cache_dir, output_dir, executor="ray")  # only the missing runs
-    results = collect(points, settings, cache_dir, output_dir)                    # {point: result}
+    report = run_sweep(points, settings, cache_dir, output_dir, executor="processes")  # only the missing runs
+    results = collect(points, settings, cache_dir, output_dir)                          # {point: result}
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sga import theory
 from sga.batch import Task, run_tasks
 from sga.experiment import execute, prepare, result_path
 from sga.presets import Settings
+from sga.progress import bar as progress_bar
 from sga.results import read_json
 from sga.specs import RunSpec
 from sga.world import World
@@ -161,15 +162,20 @@ def run_sweep(
     output_dir: str | Path,
     executor: str = "local",
     address: str | None = None,
-    tasks_per_benchmark: int = 1,
+    runs_per_task: int = 1,
     gpus_per_task: float = 0.0,
+    max_parallel: int | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Compute the points whose result is missing, as ``tasks_per_benchmark`` tasks per benchmark on ``executor``;
-    ``settings`` holds each benchmark's settings (its world).
+    """Compute the points whose result is missing, in tasks of up to ``runs_per_task`` runs of one benchmark on
+    ``executor`` (:func:`sga.batch.run_tasks`; ``max_parallel`` workers or tasks in flight); ``settings`` holds each
+    benchmark's settings (its world), and each task's threads are pinned to the settings' ``cpu_threads``.
 
     Each task prepares its world (data and models come from ``cache_dir``; they are built here first, so
-    parallel tasks never build the same cache) and runs its points. Returns a report: how many points were
-    already there, how many were run, the failures as (task, error) and the wall time.
+    parallel tasks never build the same cache; a worker process keeps the worlds it prepared) and runs its points.
+    ``progress``: a bar of the runs done, with the time left at the mean time per finished run (a widget in
+    JupyterLab, else a line per finished task on stderr, :mod:`sga.progress`). Returns a report: how many points
+    were already there, how many were run, the failures as (task, error) and the wall time.
     """
     began = time.perf_counter()
     missing: dict[str, list[Point]] = {}
@@ -178,18 +184,32 @@ def run_sweep(
         todo = list(dict.fromkeys(p for p in points if p.benchmark == benchmark and not result_path(here, p.run).exists()))
         if todo:
             missing[benchmark] = todo
-    tasks = []
-    for benchmark, todo in missing.items():
-        parts = max(1, min(tasks_per_benchmark, len(todo)))
-        for i in range(parts):
-            tasks.append(Task(f"{benchmark}-{i + 1}-of-{parts}", run_points,
-                              {"settings": settings[benchmark], "cache_dir": str(cache_dir), "output_dir": str(output_dir),
-                               "runs": [(p.label, p.run) for p in todo[i::parts]]}))
-    threads = settings[points[0].benchmark].world.cpu_threads or 1 if points else 1
-    failures = run_tasks(tasks, executor=executor, address=address, gpus_per_task=gpus_per_task, cpu_threads=threads) if tasks else []
+    tasks = [Task(name, run_points, {"settings": settings[benchmark], "cache_dir": str(cache_dir), "output_dir": str(output_dir),
+                                     "runs": [(p.label, p.run) for p in part]})
+             for benchmark, todo in missing.items() for name, part in split(benchmark, todo, runs_per_task)]
+    threads = max((settings[b].world.cpu_threads or 1 for b in missing), default=1)
     n_run = sum(len(t) for t in missing.values())
+    with progress_bar(total=n_run, desc="sweep", unit="run", disable=not (progress and tasks), interval=0) as bar:
+        failed = 0
+
+        def done(task: Task, error: str | None, seconds: float) -> None:
+            nonlocal failed
+            failed += error is not None
+            shown = {"failed": failed} if failed else {}
+            bar.set_postfix(**shown, last=f"{task.name} in {seconds:.0f} s{' (FAILED)' if error else ''}")
+            bar.update(len(task.kwargs["runs"]))
+
+        failures = run_tasks(tasks, executor, address, threads, gpus_per_task, max_parallel, on_done=done) if tasks else []
     return {"points": len(set(points)), "reused": len(set(points)) - n_run, "run": n_run, "tasks": len(tasks),
             "failures": failures, "seconds": time.perf_counter() - began}
+
+
+def split(benchmark: str, todo: Sequence[Point], runs_per_task: int) -> list[tuple[str, list[Point]]]:
+    """``todo`` in tasks of at most ``runs_per_task`` points, each task's spread over the list: (name, points)."""
+    if runs_per_task < 1:
+        raise ValueError(f"runs_per_task must be >= 1, got {runs_per_task}")
+    parts = -(-len(todo) // runs_per_task)
+    return [(f"{benchmark}-{i + 1}-of-{parts}", list(todo[i::parts])) for i in range(parts)]
 
 
 def collect(points: Iterable[Point], settings: Mapping[str, Settings], cache_dir: str | Path, output_dir: str | Path) -> dict[Point, dict[str, Any]]:

@@ -19,11 +19,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from sga.inference import model_device, to_device
 from sga.losses import FusedBatch, UnlearningLoss
 from sga.optim import make_optimizer, optimizer_step, trainable_parameters
+from sga.progress import bar as progress_bar
 from sga.prompts import Example, collate, encode_examples
 from sga.results import read_json, write_json_atomic
 
@@ -176,7 +176,7 @@ def unlearn(
     optimizer.zero_grad(set_to_none=True)
     began = time.perf_counter() - log.seconds
     chunk = config.forget_per_forward or config.batch_size
-    bar = tqdm(range(start, len(batches)), desc=f"unlearn[{loss_fn.name}]", disable=not config.progress, initial=start, total=len(batches))
+    bar = progress_bar(range(start, len(batches)), desc=f"unlearn[{loss_fn.name}]", disable=not config.progress, initial=start, total=len(batches), unit="step")
     for step in bar:
         rows = batches[step]
         totals: dict[str, float] = {}

@@ -1,8 +1,12 @@
 """The papermill batch runner: one folder per parameter file, failures reported, the rest still run."""
 
-import nbformat
+import os
+from pathlib import Path
 
-from sga.batch import main, run_batch
+import nbformat
+import pytest
+
+from sga.batch import Task, default_executor, main, run_batch, run_tasks, workers_for
 
 
 def make_notebook(path):
@@ -49,3 +53,45 @@ def test_a_benchmark_notebooks_bad_values_fail_before_running(tmp_path):
     assert "k (sga: K: the forget sample plus K-1 normal samples) must be an integer >= 1, got 'four'" in failures[tmp_path / "typed.yaml"]
     assert "Parameter rate: Smoothing rate 5.0 is outside" in failures[tmp_path / "range.yaml"]
     assert not (tmp_path / "out" / "02_tofu_unlearning").exists()
+
+
+def threads_seen(path: str, text: str) -> None:
+    """A task that records the threads torch and OpenMP get in the process it runs in."""
+    import torch
+
+    Path(path).write_text(f"{text} torch={torch.get_num_threads()} omp={os.environ.get('OMP_NUM_THREADS')}")
+
+
+def explode(path: str, text: str) -> None:
+    raise ValueError("boom")
+
+
+def die(path: str, text: str) -> None:
+    os._exit(3)  # the worker process dies, as on a segfault or an out-of-memory kill
+
+
+@pytest.mark.slow
+def test_processes_pin_threads_and_report_a_failure(tmp_path, capsys):
+    tasks = [Task(name, fn, {"path": str(tmp_path / f"{name}.txt"), "text": name}) for name, fn in (("t1", threads_seen), ("t2", explode), ("t3", threads_seen))]
+    seen = []
+    assert run_tasks(tasks, "processes", cpu_threads=1, max_parallel=2, on_done=lambda task, error, s: seen.append((task.name, error))) == [("t2", "ValueError: boom")]
+    assert sorted(seen) == [("t1", None), ("t2", "ValueError: boom"), ("t3", None)]
+    # torch would take both cores here without the pin (its default is the core count)
+    assert [(tmp_path / f"t{i}.txt").read_text() for i in (1, 3)] == ["t1 torch=1 omp=1", "t3 torch=1 omp=1"]
+    assert capsys.readouterr().out == ""  # on_done replaces the "[batch]" lines
+
+
+def test_a_dead_worker_fails_its_task_and_a_new_pool_runs_the_rest(tmp_path):
+    tasks = [Task(name, fn, {"path": str(tmp_path / f"{name}.txt"), "text": name}) for name, fn in (("t1", write), ("t2", die), ("t3", write))]
+    failures = run_tasks(tasks, "processes", max_parallel=1)
+    assert [name for name, _ in failures] == ["t2"] and failures[0][1].startswith("BrokenProcessPool")
+    assert (tmp_path / "t1.txt").read_text() == "t1" and (tmp_path / "t3.txt").read_text() == "t3"
+
+
+def write(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
+def test_default_executor_fits_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert (workers_for(2), default_executor(2), workers_for(8), default_executor(8), workers_for(16)) == (4, "processes", 1, "local", 1)

@@ -1,4 +1,4 @@
-"""sga.batch's executors: the same outputs and failure report whether tasks run here or as Ray tasks."""
+"""sga.batch's executors: the same outputs and failure report whether tasks run here, in worker processes or as Ray tasks."""
 
 from pathlib import Path
 
@@ -27,7 +27,7 @@ def ray_instance():
     assert not ray.is_initialized()
 
 
-@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("executor", ["local", pytest.param("processes", marks=pytest.mark.slow), pytest.param("ray", marks=pytest.mark.slow)])
 def test_run_tasks_reports_the_failure_and_runs_the_rest(executor, request, tmp_path):
     if executor == "ray":
         request.getfixturevalue("ray_instance")
@@ -35,7 +35,7 @@ def test_run_tasks_reports_the_failure_and_runs_the_rest(executor, request, tmp_
     assert run_tasks(tasks, executor) == [("t2", "ValueError: boom")]
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["t1.txt", "t3.txt"] and (tmp_path / "t3.txt").read_text() == "t3"
     assert ray.is_initialized() == (executor == "ray")  # run_tasks leaves a session it did not start running
-    with pytest.raises(ValueError, match="'local', 'ray'"):
+    with pytest.raises(ValueError, match="'local', 'processes', 'ray'"):
         run_tasks(tasks, "dask")
 
 

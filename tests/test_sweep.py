@@ -2,10 +2,12 @@
 failures, costs."""
 
 import gc
+import re
 
 import pytest
 
 from sga import comparison, presets, sweep
+from sga.results import compare_results
 from sga.sweep import Point
 
 MINI = presets.resolve("tofu", "mini")
@@ -66,12 +68,17 @@ def point(label, method, seed, **overrides):
     return Point("group", label, SMOKE.run(method, seed=seed, **overrides))
 
 
-def test_a_sweep_runs_each_missing_point_once_and_reads_it_back(dirs):
+def test_a_sweep_runs_each_missing_point_once_and_reads_it_back(dirs, capsys, monkeypatch):
     cache, runs = dirs
+    monkeypatch.delenv("SGA_PROGRESS", raising=False)
     common = {"trajectory": True, "final_evaluation": False}
     points = [point("GA", "ga", 0, **common), point("adaptive", "sga_adaptive", 0, **common)]
     report = sweep.run_sweep(points + points[:1], SETTINGS, cache, runs)
-    assert (report["points"], report["reused"], report["run"], report["failures"]) == (2, 0, 2, [])
+    assert (report["points"], report["reused"], report["run"], report["tasks"], report["failures"]) == (2, 0, 2, 2, [])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[sga] sweep")]
+    assert len(lines) == 2  # one line per finished run with the time left at the mean so far, then the total
+    assert re.fullmatch(r"\[sga\] sweep: 1/2 runs \(50%\), \d\d:\d\d elapsed, ~\d\d:\d\d left, last=tofu-1-of-2 in \d+ s", lines[0]), lines
+    assert re.fullmatch(r"\[sga\] sweep: 2/2 runs in \d\d:\d\d, last=tofu-2-of-2 in \d+ s", lines[1]), lines
     again = sweep.run_sweep(points, SETTINGS, cache, runs)
     assert (again["reused"], again["run"], again["tasks"]) == (2, 0, 0)
     results = sweep.collect(points, SETTINGS, cache, runs)
@@ -106,7 +113,9 @@ def test_a_run_that_fails_is_reported_and_the_others_complete(dirs, monkeypatch)
     monkeypatch.setattr(sweep, "execute", flaky)
     points = [point("GA", "ga", seed, trajectory=True, final_evaluation=False) for seed in (4, 5)]
     report = sweep.run_sweep(points, SETTINGS, cache, runs)
-    assert report["run"] == 2 and report["failures"] == [("tofu-1-of-1", "RuntimeError: 1 of 2 runs failed: GA (seed 4): FloatingPointError: boom")]
+    assert report["run"] == 2 and report["failures"] == [("tofu-1-of-2", "RuntimeError: 1 of 1 runs failed: GA (seed 4): FloatingPointError: boom")]
+    both = sweep.run_sweep(points, SETTINGS, cache, runs, runs_per_task=2)  # one task, its other run still made
+    assert both["failures"] == [("tofu-1-of-1", "RuntimeError: 1 of 1 runs failed: GA (seed 4): FloatingPointError: boom")]
     assert set(sweep.collect(points, SETTINGS, cache, runs)) == {points[1]}
     assert gc.get_freeze_count() == 0  # the objects frozen for the task's runs are handed back, a failure or not
 
@@ -119,3 +128,20 @@ def test_axes_and_step_cost_on_a_world(dirs):
     before = sorted(p.name for p in world.out_dir.iterdir())
     assert comparison.step_seconds(world, "sga_adaptive", steps=2) > 0
     assert sorted(p.name for p in world.out_dir.iterdir()) == before  # a cost measurement leaves no result
+
+
+@pytest.mark.slow
+def test_a_sweep_over_worker_processes_gives_the_serial_results(dirs, tmp_path):
+    """The same points run here one after another and in two worker processes: every metric and per-step log
+    identical (each worker prepares its world from the cache and pins the preset's threads)."""
+    cache, _ = dirs
+    points = [point("GA", "ga", 7), point("SGA", "sga", 7), point("adaptive", "sga_adaptive", 7, trajectory=True),
+              point("GradDiff", "graddiff", 8)]
+    serial = sweep.run_sweep(points, SETTINGS, cache, tmp_path / "serial", progress=False)
+    parallel = sweep.run_sweep(points, SETTINGS, cache, tmp_path / "parallel", executor="processes", max_parallel=2, progress=False)
+    assert (serial["run"], serial["failures"], parallel["run"], parallel["tasks"], parallel["failures"]) == (4, [], 4, 4, [])
+    table = compare_results(tmp_path / "serial", tmp_path / "parallel")
+    assert len(table) == 5 and table.all(axis=None), table  # the four runs and the retain model's row their metrics read
+    results = sweep.collect(points, SETTINGS, cache, tmp_path / "parallel")
+    assert all(r["metrics"] and r["log"] for r in results.values()) and results[points[2]]["trajectory"]
+    assert results[points[2]]["trajectory"] == sweep.collect(points, SETTINGS, cache, tmp_path / "serial")[points[2]]["trajectory"]
