@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from sga.prompts import IGNORE_INDEX, Example, collate, encode_examples, encode_prompt
+from sga.prompts import IGNORE_INDEX, Example, collate, encode_examples, encode_prompt, token_ids
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -137,7 +137,7 @@ def _text_batches(tokenizer, texts: Sequence[str], max_length: int, batch_size: 
     for start in range(0, len(texts), batch_size):
         feats = []
         for text in texts[start : start + batch_size]:
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_length]
+            ids = token_ids(tokenizer, text)[:max_length]
             if bos and tokenizer.bos_token_id is not None:
                 ids = [tokenizer.bos_token_id] + ids[: max_length - 1]
             ids = ids or [tokenizer.eos_token_id]

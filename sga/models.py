@@ -123,6 +123,62 @@ def guard_bnb_cpu(model: torch.nn.Module) -> int:
     return len(layers)
 
 
+DEQUANTIZED_CACHE_MAX_BYTES = 2**30  # a CPU model whose dequantised 4-bit weights would take more keeps dequantising
+
+
+def _dequantized_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """``Linear4bit.forward`` on the guarded CPU path, with the weight dequantised once instead of on every call.
+
+    bitsandbytes' CPU path dequantises the whole weight on every forward (``gemm_4bit``: ``dequantize_4bit`` then
+    ``F.linear``) and again in every backward (``MatMul4Bit.backward``: ``grad @ dequantize_4bit(W)``). Here the
+    weight is dequantised once (``bnb.functional.dequantize_4bit``, in the quantisation dtype), kept, and used
+    in ``F.linear``, whose autograd computes the same ``grad @ W``: the same float operations on the same operands,
+    so outputs and gradients are bitwise those of the uncached path (tests/test_dequantized_cache.py). Anything
+    else (not on the CPU, a compute dtype other than the quantisation dtype, a layer the AVX512-BF16 repacking may
+    reach) goes through bitsandbytes' own forward. A new weight (a merge, a reload) is dequantised again.
+    """
+    import bitsandbytes as bnb
+    from bitsandbytes.nn.modules import fix_4bit_weight_quant_state_from_module
+
+    fix_4bit_weight_quant_state_from_module(self)
+    state = self.weight.quant_state
+    dtype = self.compute_dtype if self.compute_dtype is not None else x.dtype
+    if (x.device.type != "cpu" or self.support_avx512bf16_for_cpu or getattr(state, "packing_format_for_cpu", False)
+            or not self.compute_type_is_set or dtype != state.dtype):
+        return type(self).forward(self, x)
+    cached = getattr(self, "_sga_dequantized", None)  # (weight, its quant state, its data pointer, dequantised)
+    if cached is None or cached[0] is not self.weight or cached[1] is not state or cached[2] != self.weight.data_ptr():
+        with torch.no_grad():
+            cached = (self.weight, state, self.weight.data_ptr(), bnb.functional.dequantize_4bit(self.weight.data, state))
+        self._sga_dequantized = cached
+    inp_dtype = x.dtype
+    x = x.to(dtype)
+    bias = self.bias
+    if bias is not None:
+        if bias.dtype != x.dtype:
+            bias.data = bias.data.to(x.dtype)
+        bias = bias.to(dtype)
+    return torch.nn.functional.linear(x, cached[3], bias).to(inp_dtype)
+
+
+def cache_dequantized_weights(model: torch.nn.Module, max_bytes: int = DEQUANTIZED_CACHE_MAX_BYTES) -> int:
+    """Let every 4-bit layer of a CPU model keep its dequantised weight (see :func:`_dequantized_forward`) when they
+    all fit in ``max_bytes``; return how many layers do. Apply after :func:`guard_bnb_cpu`.
+
+    The frozen base weights of LoRA never change, and on the CPU dequantising them is most of a small model's
+    forward; a big model keeps bitsandbytes' memory-saving path.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    size = sum(m.weight.quant_state.shape.numel() * m.weight.quant_state.dtype.itemsize for m in layers)
+    if not layers or size > max_bytes:
+        return 0
+    for layer in layers:
+        layer.forward = _dequantized_forward.__get__(layer)
+    return len(layers)
+
+
 def _quantization_config(quantization: str, dtype: torch.dtype, double_quant: bool) -> BitsAndBytesConfig | None:
     if quantization == "none":
         return None
@@ -146,7 +202,8 @@ def load_model(
     """Load a causal LM from a local directory or hub id, optionally 4-bit (nf4/fp4) or 8-bit (int8).
 
     ``compute_dtype`` is the dtype of the unquantized weights and of 4-bit matmuls; ``device``
-    defaults to CUDA when available. 4-bit models on CPU get ``guard_bnb_cpu``. Returns eval mode.
+    defaults to CUDA when available. 4-bit models on CPU get ``guard_bnb_cpu``, then keep their dequantised
+    weights (``cache_dequantized_weights``: the same numbers, without dequantising on every call). Returns eval mode.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; choose one of {list(QUANTIZATIONS)}.")
@@ -174,6 +231,7 @@ def load_model(
         raise _hub_error("model", source, error) from error
     if torch.device(device).type == "cpu":
         guard_bnb_cpu(model)
+        cache_dequantized_weights(model)
     return model.eval()
 
 

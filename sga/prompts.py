@@ -15,8 +15,9 @@ of its scored part (at least one scored token always remains).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
+from typing import Any, Iterable, Sequence, Union
 
 import torch
 
@@ -52,10 +53,42 @@ def format_prompt(question: str, template: str, tokenizer=None) -> str:
     return fmt.format(question=question)
 
 
+TOKEN_MEMO_MAX = 500_000  # texts remembered per tokenizer (each a tuple of ids); past that the memo starts afresh
+_token_memos: "weakref.WeakKeyDictionary[Any, tuple[int, dict[tuple[str, bool], tuple[int, ...]]]]" = weakref.WeakKeyDictionary()
+
+
+def token_ids(tokenizer, text: str, special_tokens: bool = False) -> list[int]:
+    """``tokenizer(text, add_special_tokens=special_tokens)["input_ids"]``, remembered per tokenizer.
+
+    Evaluation texts are encoded again at every per-epoch reading; this encodes each once (a new list is
+    returned every time, so callers may change it). A tokenizer whose vocabulary changes size (added tokens)
+    starts a new memo; one changed in another way (its normaliser, its post-processor) needs
+    :func:`forget_token_ids`.
+    """
+    size = len(tokenizer)
+    memo = _token_memos.get(tokenizer)
+    if memo is None or memo[0] != size or len(memo[1]) >= TOKEN_MEMO_MAX:
+        memo = (size, {})
+        _token_memos[tokenizer] = memo
+    key = (text, special_tokens)
+    ids = memo[1].get(key)
+    if ids is None:
+        ids = memo[1][key] = tuple(tokenizer(text, add_special_tokens=special_tokens)["input_ids"])
+    return list(ids)
+
+
+def forget_token_ids(tokenizer=None) -> None:
+    """Drop what :func:`token_ids` remembers for ``tokenizer`` (every tokenizer if None)."""
+    if tokenizer is None:
+        _token_memos.clear()
+    else:
+        _token_memos.pop(tokenizer, None)
+
+
 def encode_prompt(tokenizer, question: str, template: str) -> list[int]:
     """Token ids of the formatted prompt, with BOS where the template asks for it."""
     _, add_bos = _template(template)
-    ids = tokenizer(format_prompt(question, template, tokenizer), add_special_tokens=False)["input_ids"]
+    ids = token_ids(tokenizer, format_prompt(question, template, tokenizer))
     if add_bos and tokenizer.bos_token_id is not None:
         ids = [tokenizer.bos_token_id] + ids
     return ids
@@ -115,12 +148,12 @@ def encode(tokenizer, example: Example, template: str, max_length: int = 512) ->
     """
     if isinstance(example, QA):
         context = encode_prompt(tokenizer, example.question, template)
-        target = tokenizer(example.answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        target = token_ids(tokenizer, example.answer) + [tokenizer.eos_token_id]
     elif isinstance(example, Completion):
-        context = _bos(tokenizer) + tokenizer(example.prefix, add_special_tokens=False)["input_ids"]
-        target = tokenizer(example.continuation, add_special_tokens=False)["input_ids"]
+        context = _bos(tokenizer) + token_ids(tokenizer, example.prefix)
+        target = token_ids(tokenizer, example.continuation)
     elif isinstance(example, Text):
-        context, target = _bos(tokenizer), tokenizer(example.text, add_special_tokens=False)["input_ids"]
+        context, target = _bos(tokenizer), token_ids(tokenizer, example.text)
     else:
         raise TypeError(f"Cannot encode {type(example).__name__}; pass a QA, Completion or Text example.")
     if not target:

@@ -1,6 +1,8 @@
+import copy
+
 import pytest
 
-from sga.prompts import IGNORE_INDEX, QA, Completion, Text, collate, encode, example_text, format_prompt
+from sga.prompts import IGNORE_INDEX, QA, Completion, Text, collate, encode, example_text, forget_token_ids, format_prompt, token_ids
 
 
 def test_formats():
@@ -70,3 +72,54 @@ def test_collate_pads_both_sides():
     assert right["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]] and right["labels"].tolist()[1] == [8, -100, -100]
     left = collate(feats, pad_token_id=0, padding_side="left")
     assert left["input_ids"].tolist()[1] == [0, 0, 8] and left["attention_mask"].tolist()[1] == [0, 0, 1]
+
+
+class _Counting:
+    """A tokenizer that counts its calls."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls = tokenizer, 0
+
+    def __len__(self):
+        return len(self.tokenizer)
+
+    def __call__(self, text, **kwargs):
+        self.calls += 1
+        return self.tokenizer(text, **kwargs)
+
+
+def test_token_ids_are_the_tokenizers_and_each_text_is_encoded_once(tiny_tokenizer):
+    counting = _Counting(tiny_tokenizer)
+    texts = ["Where was Tom Reed born?", "Paris is the capital of France.", ""]
+    for _ in range(3):
+        for text in texts:
+            for special in (False, True):
+                assert token_ids(counting, text, special) == tiny_tokenizer(text, add_special_tokens=special)["input_ids"]
+    assert counting.calls == 2 * len(texts)
+    ids = token_ids(counting, texts[0])
+    ids.append(-1)  # the caller's list: the memo is not changed
+    assert token_ids(counting, texts[0]) == tiny_tokenizer(texts[0], add_special_tokens=False)["input_ids"]
+    forget_token_ids(counting)
+    token_ids(counting, texts[0])
+    assert counting.calls == 2 * len(texts) + 1
+
+
+def test_token_ids_follow_added_tokens(tiny_tokenizer):
+    tok = copy.deepcopy(tiny_tokenizer)
+    before = token_ids(tok, "Tom zyzzyva")
+    assert before == [tok.convert_tokens_to_ids("Tom"), tok.unk_token_id]
+    tok.add_tokens(["zyzzyva"])
+    assert token_ids(tok, "Tom zyzzyva") == tok("Tom zyzzyva", add_special_tokens=False)["input_ids"] != before
+
+
+def test_encode_is_unchanged_by_the_memo(tiny_tokenizer):
+    """Every kind of example, encoded twice (the second time from the memo), as the tokenizer encodes it."""
+    tok = tiny_tokenizer
+    raw = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    examples = [QA("Where was Tom Reed born?", "Tom Reed was born in Oslo."), Completion("Ana Brook", " writes crime novels."),
+                Text("Paris is the capital of France.")]
+    expected = [raw("Question: Where was Tom Reed born?\nAnswer: ") + raw("Tom Reed was born in Oslo.") + [tok.eos_token_id],
+                [tok.bos_token_id] + raw("Ana Brook") + raw(" writes crime novels."),
+                [tok.bos_token_id] + raw("Paris is the capital of France.")]
+    for _ in range(2):
+        assert [encode(tok, e, "phi")["input_ids"] for e in examples] == expected

@@ -29,6 +29,7 @@ import numpy as np
 
 from sga.inference import generate
 from sga.metrics.text import rouge_l_recall, sentence_bleu
+from sga.prompts import token_ids
 
 # the collapse rule, fixed before any run: a run is collapsed if it diverged, or if its word perplexity on the
 # held-out general text is not finite or above this multiple of the reference model's
@@ -60,7 +61,7 @@ def completion_leakage(
     prompts = [row["prompt"] for row in items]
     references = [row["response"] for row in items]
     if max_new_tokens is None:
-        max_new_tokens = max(len(tokenizer(ref, add_special_tokens=False)["input_ids"]) for ref in references)
+        max_new_tokens = max(len(token_ids(tokenizer, ref)) for ref in references)
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
     generations = generate(model, tokenizer, prompts, template, max_new_tokens=max_new_tokens, batch_size=batch_size)

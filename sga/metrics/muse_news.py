@@ -29,6 +29,7 @@ from sga.data.muse_news import EVAL_SPLITS
 from sga.inference import generate
 from sga.metrics.mia import mia_auc, min_k_scores
 from sga.metrics.text import rouge_l_f1
+from sga.prompts import token_ids
 
 TEMPLATE = "raw"
 VERBMEM_MAX_NEW_TOKENS = 128
@@ -81,7 +82,7 @@ def _rows(rows: Iterable[Mapping[str, Any]], fields: Sequence[str], name: str) -
 
 def verbmem_reference(tokenizer, gt: str, max_tokens: int = VERBMEM_MAX_NEW_TOKENS) -> str:
     """``gt`` cut to its first ``max_tokens`` tokens, tokenised with special tokens and decoded without them."""
-    ids = tokenizer(gt, add_special_tokens=True)["input_ids"][:max_tokens]
+    ids = token_ids(tokenizer, gt, special_tokens=True)[:max_tokens]
     return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
 
 

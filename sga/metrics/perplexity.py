@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from sga.inference import model_device
+from sga.prompts import token_ids
 
 
 def rolling_windows(token_ids: Sequence[int], prefix_id: int, max_length: int) -> list[tuple[list[int], list[int]]]:
@@ -49,7 +50,7 @@ def rolling_loglikelihood(
         raise ValueError("Rolling log-likelihood needs a tokenizer with a BOS or EOS token to put before the text.")
     windows: list[tuple[int, list[int], list[int]]] = []
     for index, text in enumerate(texts):
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = token_ids(tokenizer, text)
         if not ids:
             raise ValueError(f"Text {index} has no tokens; leave empty documents out.")
         windows += [(index, inputs, targets) for inputs, targets in rolling_windows(ids, prefix, max_length)]
