@@ -109,13 +109,13 @@ def pilot(worlds: Mapping[tuple[str, int], Settings], study: Study) -> list[Poin
 
 
 def budgets(pilot_rows: pd.DataFrame, worlds: Mapping[tuple[str, int], Settings], study: Study) -> dict[tuple[str, int], int]:
-    """S per (benchmark, world): the median step at which the pilot GA runs reached the level (rounded up; the pilot's
-    whole budget where none did)."""
+    """S per (benchmark, world): the median step at which the pilot GA runs reached the level (rounded up, at least 1;
+    the pilot's whole budget where none did)."""
     out = {}
     for (benchmark, world), settings in worlds.items():
         mine = pilot_rows[(pilot_rows.benchmark == benchmark) & (pilot_rows.world == world)]
         steps = mine.steps_to_level.dropna()
-        out[(benchmark, world)] = int(math.ceil(steps.median())) if len(steps) else int(mine.end_step.max())
+        out[(benchmark, world)] = max(1, int(math.ceil(steps.median())) if len(steps) else int(mine.end_step.max()))
     return out
 
 

@@ -12,7 +12,6 @@ silently wrong afterwards. ``load_model`` applies the guard to every 4-bit model
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import warnings
 from pathlib import Path
@@ -23,29 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from transformers.utils import logging as hf_logging
 
 hf_logging.disable_progress_bar()  # per-shard "Loading weights" bars would flood notebook outputs
-# Harmless notices that would otherwise end up in every notebook: bitsandbytes cannot fetch an optional CPU
-# kernel from the hub (guard_bnb_cpu keeps 4-bit layers off that path anyway), the `kernels` package it asks for
-# that kernel says, in offline mode, that it skips the kernel's publisher trust check, and peft still reads
-# transformers' deprecated `is_gradient_checkpointing` attribute.
-OFFLINE_TRUST_NOTICE = "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes'"
-
-
-class _DropNotice(logging.Filter):
-    """Drops the log records whose message starts with ``prefix``; every other record passes."""
-
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.prefix)
-
-
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-_kernels_hub_log = logging.getLogger("kernels._internals.hf_hub")
-if not any(type(f).__name__ == "_DropNotice" for f in _kernels_hub_log.filters):  # once, also on a reload
-    _kernels_hub_log.addFilter(_DropNotice(OFFLINE_TRUST_NOTICE))
-warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+from sga import OFFLINE_TRUST_NOTICE  # noqa: F401,E402 (the notices are silenced in sga/__init__.py, before any import)
 
 QUANTIZATIONS: tuple[str, ...] = ("none", "nf4", "fp4", "int8")
 COMPUTE_DTYPES: dict[str, torch.dtype] = {
