@@ -11,7 +11,10 @@ read (or computed) once before any timing.
 
 Protocols (``--protocol``): how a run reads its model along training. ``epoch-readings``: today's, as the preset
 has it (``trajectory``: a reading after every epoch, then the final evaluation; MUSE-News's mini preset has no
-readings). Another protocol is one more function in ``PROTOCOLS`` that makes its runs through :func:`measured_run`.
+readings). ``located``: notebook 05's (:mod:`sga.design`): the crossing located to 2 steps (:mod:`sga.crossing`),
+read in full there and at step S, no final evaluation, stopped 5 steps after the crossing but not before S, or at 2 S;
+S is the step at which GA (seed 0, located, one untimed run per benchmark) reaches the level. ``--protocol both``
+measures the two side by side, one benchmark at a time.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def measured_run(world, method: str, seed: int, **overrides: Any) -> Cost:
         world.benchmark = benchmark
     if result["status"] != "completed":
         raise RuntimeError(f"{method} on {benchmark.name}: {result['status']} ({result.get('message')})")
+    if "crossing" in result:  # located: the crossing's readings (and bisection), the end's, each timed by the run itself
+        return Cost(total, result["train_seconds"], result["readings_seconds"], spent["final"], len(result["crossing"]["readings"]))
     return Cost(total, result["train_seconds"], spent["readings"], spent["final"], spent["n_readings"])
 
 
@@ -83,7 +88,34 @@ def epoch_readings(world, method: str, seed: int) -> Cost:
     return measured_run(world, method, seed)
 
 
-PROTOCOLS: dict[str, Callable[..., Cost]] = {"epoch-readings": epoch_readings}
+_GA_STEPS: dict[str, int] = {}  # per benchmark: S, GA's steps to the level (seed 0)
+
+
+def ga_steps(world) -> int:
+    """S on ``world``: the step at which GA (seed 0) reaches the level, from one located run (untimed, kept)."""
+    from sga import design, experiment
+
+    name = world.benchmark.name
+    if name not in _GA_STEPS:
+        plan = design.study("mini")
+        epochs = int(plan.pilot_factor * world.settings.training.epochs)
+        result = experiment.run_method(world, "ga", seed=0, **design.located(plan, epochs=epochs))
+        _GA_STEPS[name] = max(1, result["crossing"]["step"] or len(result["log"]))
+    return _GA_STEPS[name]
+
+
+def located(world, method: str, seed: int) -> Cost:
+    """Notebook 05's protocol: located to 2 steps, read at the crossing and at S, stopped 5 steps after the crossing
+    (not before S) or at 2 S; its readings are the crossing's and the end's, the run's own ``readings_seconds``."""
+    from sga import design
+
+    plan, steps = design.study("mini"), ga_steps(world)
+    common = design._study_common(plan, steps)
+    common["epochs"] = design._epochs_for(world.settings, common["max_steps"], len(world.forget))
+    return measured_run(world, method, seed, **common)
+
+
+PROTOCOLS: dict[str, Callable[..., Cost]] = {"epoch-readings": epoch_readings, "located": located}
 
 
 def mean_cost(costs: list[Cost]) -> dict[str, float]:
@@ -104,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmarks", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     parser.add_argument("--methods", nargs="+", default=["ga", "sga", "graddiff"])
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="epoch-readings")
+    parser.add_argument("--protocol", choices=[*sorted(PROTOCOLS), "both"], default="epoch-readings")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each method, averaged")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default="mini")
@@ -117,19 +149,29 @@ def main() -> None:
     from sga.results import environment_info, write_json_atomic
 
     out_dir = Path(args.out_dir or tempfile.mkdtemp(prefix="sga-cost-"))
-    protocol = PROTOCOLS[args.protocol]
+    protocols = sorted(PROTOCOLS, reverse=True) if args.protocol == "both" else [args.protocol]
     rows, runs = [], []
     for name in args.benchmarks:
         world = experiment.prepare(presets.resolve(name, args.preset, progress=False), args.cache_dir, out_dir)
         experiment.reference_statistic(world)  # the reference row, once, before any timing
-        for method in args.methods:
-            costs = [protocol(world, method, args.seed) for _ in range(args.repeats)]
-            runs += [{"benchmark": name, "method": method, **dataclasses.asdict(c), "setup": c.setup} for c in costs]
-            rows.append({"benchmark": name, "method": method, **mean_cost(costs)})
-            print(table(rows[-1:]).splitlines()[-2], flush=True)
-    print(f"\nprotocol {args.protocol}, preset {args.preset}, mean wall seconds per run (share of the run)\n{table(rows)}")
+        for protocol in protocols:
+            if protocol == "located":
+                print(f"{name}: S = {ga_steps(world)} steps (GA, seed 0, located)", flush=True)
+            for method in args.methods:
+                costs = [PROTOCOLS[protocol](world, method, args.seed) for _ in range(args.repeats)]
+                runs += [{"benchmark": name, "method": method, "protocol": protocol, **dataclasses.asdict(c), "setup": c.setup} for c in costs]
+                rows.append({"benchmark": name, "method": method, "protocol": protocol, **mean_cost(costs)})
+                print(table(rows[-1:]).splitlines()[-2], flush=True)
+    for protocol in protocols:
+        mine = [r for r in rows if r["protocol"] == protocol]
+        print(f"\nprotocol {protocol}, preset {args.preset}, mean wall seconds per run (share of the run)\n{table(mine)}")
+    if len(protocols) == 2:
+        print("\nmean run, located / epoch-readings:")
+        for name in args.benchmarks:
+            mean = {p: statistics.mean(r["total"] for r in rows if r["benchmark"] == name and r["protocol"] == p) for p in protocols}
+            print(f"  {name:<14}{mean['epoch-readings']:>7.1f} s -> {mean['located']:>6.1f} s  ({mean['located'] / mean['epoch-readings']:.2f}x)")
     if args.out:
-        write_json_atomic(args.out, {"protocol": args.protocol, "preset": args.preset, "seed": args.seed, "repeats": args.repeats,
+        write_json_atomic(args.out, {"protocols": protocols, "preset": args.preset, "seed": args.seed, "repeats": args.repeats,
                                      "means": rows, "runs": runs, "environment": environment_info()})
 
 

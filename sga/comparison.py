@@ -120,7 +120,7 @@ def located_rows(results: Mapping[Any, Mapping[str, Any]], axes_of: Mapping[str,
     """One row per located run (keys: sweep points): benchmark, world (its seed), group, label, method, seed, status;
     whether it reached its benchmark's forgetting level, at which step (within ``resolution`` steps) and after how many
     token passes (forward + backward), its forgetting and utility there (``eq_*``), at the steps every run was also
-    read at (``steps_*``: the first of ``read_at``), and at its end (``end_*``; NaN for a diverged run);
+    read at (``steps_*``: the first of ``read_at``), and at its end (``end_*``: its forgetting alone, NaN for a diverged run);
     ``second[benchmark]`` names a second forgetting reading beside the axis (``*_second``, e.g. TOFU's forget quality;
     NaN on the other benchmarks); its stability figures, times, and for adaptive SGA the mean rate and the share of
     first-order-safe steps."""
@@ -141,7 +141,8 @@ def located_rows(results: Mapping[Any, Mapping[str, Any]], axes_of: Mapping[str,
         }
         for prefix, reading in readings.items():
             keys = {"forget": ax.forget, "utility": ax.utility, "second": second.get(point.benchmark)}
-            row.update({f"{prefix}_{name}": math.nan if reading is None or key is None else float(reading[key]) for name, key in keys.items()})
+            row.update({f"{prefix}_{name}": math.nan if reading is None or reading.get(key) is None else float(reading[key])
+                        for name, key in keys.items()})
         rates = [s["rate"] for s in log if "rate" in s]
         row.update(**stability(result), train_seconds=result.get("train_seconds", math.nan), wall_seconds=result.get("wall_seconds", math.nan),
                    mean_rate=float(np.mean(rates)) if rates else math.nan,

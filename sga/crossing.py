@@ -7,7 +7,8 @@ level, it bisects between the last reading above the level and this one, reading
 until the two are at most two steps apart: the first reading at or below the level at that resolution is the
 crossing, where the run is read in full (forgetting and utility). The run then stops ``stop_after`` steps later
 (to show what follows; None: it runs its budget), but not before the last of the ``read_at`` steps, where it is read
-in full too (e.g. every run at the same step count); the caller reads it in full at its end.
+in full too (e.g. every run at the same step count); a step read in full once (the crossing at a ``read_at`` step) is
+not read again. The caller reads its end.
 
 Bisection finds a step where the axis passes the level between two readings; if the axis rises and falls again
 within one interval of ``check_every`` steps it may not be the first such step. The interval is the world's epoch by
@@ -63,10 +64,15 @@ class Crossing:
             if step % self.check_every == 0:
                 self._check(step)
         if step in self.read_at:
-            self.at_steps[step] = self.read_full()
+            self.at_steps[step] = self.at_crossing if step == self.step else self.read_full()
         self.seconds += time.perf_counter() - began
         return (self.step is not None and self.stop_after is not None and step >= self.step + self.stop_after
                 and step >= max(self.read_at, default=0))
+
+    def forgetting_at_end(self, step: int) -> float:
+        """The forgetting axis of the model as it is after its last step, ``step`` (a reading made there, if any)."""
+        made = dict(self.readings)
+        return made[step] if step in made else float(self.read_forget())
 
     def record(self) -> dict[str, Any]:
         """What the result keeps: the level, the crossing step and its resolution (None: not reached), the full
@@ -98,7 +104,8 @@ class Crossing:
             else:
                 below = middle
         self.step, self.resolution = below, below - above
-        self.at_crossing = self._read(below, self.read_full)
+        # the same weights already read in full at a read_at step: the same reading, not made twice
+        self.at_crossing = self.at_steps[below] if below in self.at_steps else self._read(below, self.read_full)
         self._kept.clear()
 
     def _read(self, step: int, read: Callable[[], Any]) -> Any:

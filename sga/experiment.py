@@ -150,9 +150,10 @@ def execute(world: World, run: RunSpec, overwrite: bool = False) -> dict[str, An
         if crossing:
             result["crossing"] = crossing.record()
             result["readings_seconds"] += crossing.seconds
-            if log.status == "completed" and not run.evaluation.final_evaluation:
-                end, seconds = timed(along)
-                result.update(end={"step": len(log.steps), **end}, readings_seconds=result["readings_seconds"] + seconds)
+            if log.status == "completed" and not run.evaluation.final_evaluation:  # the end: its forgetting (what followed)
+                end, seconds = timed(lambda: crossing.forgetting_at_end(len(log.steps)))
+                result.update(end={"step": len(log.steps), world.benchmark.axes(world.spec).forget: end},
+                              readings_seconds=result["readings_seconds"] + seconds)
         if log.status == "completed" and run.evaluation.final_evaluation:
             result.update(evaluated(model, stat))
         result.update(peak_memory_gb=peak_memory_gb(), wall_seconds=time.perf_counter() - began)

@@ -103,7 +103,7 @@ __all__ = [
     "GIB", "ModelShape", "StepShape", "MemoryPlan", "DeviceSpec", "DEVICES",
     "LLAMA2_7B", "OPT_2_7B", "LLAMA32_1B",
     "plan_memory", "device_gib", "fits", "largest_forward_that_fits", "fit_message",
-    "estimate_step_seconds", "estimate_run_hours", "steps_per_run",
+    "estimate_step_seconds", "estimate_run_hours", "steps_per_run", "run_steps", "run_hours",
 ]
 
 GIB = 2**30
@@ -655,3 +655,17 @@ def steps_per_run(n_forget: int, batch_size: int, epochs: int = 1) -> int:
 def estimate_run_hours(model: ModelShape, step: StepShape, steps: int, device: str | DeviceSpec = "h100") -> float:
     """Hours of ``steps`` optimizer steps (training only: no evaluation, loading or saving)."""
     return steps * estimate_step_seconds(model, step, device) / 3600.0
+
+
+def run_steps(run: RunSpec, n_forget: int) -> int:
+    """Optimizer steps of ``run`` over ``n_forget`` forget samples: its epochs, cut at its ``max_steps`` (the most a
+    located run takes: it may stop earlier, after its crossing)."""
+    steps = steps_per_run(n_forget, run.training.batch_size, run.training.epochs)
+    return min(steps, run.training.max_steps or steps)
+
+
+def run_hours(run: RunSpec, model: ModelShape, n_forget: int, steps: int | None = None,
+              device: str | DeviceSpec = "h100") -> float:
+    """Hours of ``run``'s training steps on ``device`` (``steps``, default :func:`run_steps`), each the step of its spec
+    (:func:`run_step`) on ``model``; the run as it is (no card fitting), no evaluation, loading or saving."""
+    return estimate_run_hours(model, run_step(run), run_steps(run, n_forget) if steps is None else steps, device)

@@ -68,3 +68,22 @@ def test_runs_are_also_read_at_given_steps_and_go_on_to_the_last():
     crossing = Crossing(path.model, 0.5, 1.0, 10, 2, path.read, lambda: {"forget": path.read()}, read_at=(30, 80))
     assert path.walk(crossing, 100) == 80 and crossing.step == 50  # not at 52: it goes on to the step read last
     assert crossing.record()["at_steps"] == {"30": {"forget": pytest.approx(0.7)}, "80": {"forget": pytest.approx(0.2)}}
+
+
+def test_a_crossing_at_a_read_at_step_is_read_in_full_once():
+    path = Path(lambda step: 1.0 - 0.01 * step)  # 0.5 at step 50, found by the check at step 60
+    full = []
+    crossing = Crossing(path.model, 0.5, 1.0, 20, None, path.read, lambda: full.append(float(path.model.weight)) or {"n": len(full)},
+                        read_at=(50,))
+    path.walk(crossing, 60)
+    assert crossing.step == 50 and full == [pytest.approx(0.5)]  # read at step 50 while training; the crossing reuses it
+    assert crossing.at_crossing is crossing.at_steps[50]
+
+
+def test_the_end_reading_reuses_a_reading_made_at_the_last_step():
+    path = Path(lambda step: 1.0 - 0.01 * step)
+    crossing = search(path, every=10)
+    path.walk(crossing, 50)  # the check at step 50 finds the crossing there
+    reads = len(path.reads)
+    assert crossing.forgetting_at_end(50) == pytest.approx(0.5) and len(path.reads) == reads  # that check, not read again
+    assert crossing.forgetting_at_end(51) == pytest.approx(0.5) and len(path.reads) == reads + 1  # no reading at 51: read

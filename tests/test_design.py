@@ -66,7 +66,8 @@ def test_ga_is_read_where_its_token_passes_reach_sgas():
 
 
 def test_each_preset_has_a_study_and_overrides_are_checked():
-    assert design.study("mini").power_seeds == tuple(range(20)) and not design.study("smoke").ablations
+    assert design.study("full").power_seeds == tuple(range(20)) and not design.study("smoke").ablations
+    assert design.study("mini").second_world is None and design.study("full").second_world == 1
     assert design.study("mini", seeds=[0, 1]).seeds == (0, 1)
     with pytest.raises(ValueError, match=r"Unknown study settings \['seedz'\]"):
         design.study("mini", seedz=[0])

@@ -236,3 +236,26 @@ def test_a_world_of_a_local_model_plans_each_run_from_its_config(tmp_path):
     tiny = SimpleNamespace(spec=embedded.world, settings=embedded, models={"target": "unused"})
     assert fitted(tiny, embedded.run("sga")) == (embedded.run("sga"), None)
     assert fitted(world, settings.reference("target")) == (settings.reference("target"), None)
+
+
+def test_paper_run_steps_and_hours_and_notebook_02s_runs():
+    """A TOFU paper run takes epochs x ceil(400 / batch_size) steps (max_steps cuts it), each its spec's step;
+    perf/gpu_hours.py counts notebook 02's runs so: the GA scan's epochs once, the budget's for the 17 others."""
+    import importlib.util
+
+    from sga.presets import resolve
+
+    paper = resolve("tofu", "paper")
+    run = paper.run("sga")
+    steps = paper.training.epochs * -(-400 // paper.training.batch_size)
+    assert gpu_plan.run_steps(run, 400) == steps == 5 * 13
+    assert gpu_plan.run_steps(paper.run("ga", max_steps=20), 400) == 20
+    seconds = estimate_step_seconds(LLAMA2_7B, gpu_plan.run_step(run))
+    assert gpu_plan.run_hours(run, LLAMA2_7B, 400) == pytest.approx(steps * seconds / 3600)
+    assert gpu_plan.run_hours(run, LLAMA2_7B, 400, steps=1) == pytest.approx(seconds / 3600)
+    spec = importlib.util.spec_from_file_location("gpu_hours", Path(__file__).resolve().parents[1] / "perf" / "gpu_hours.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    runs = script.notebook_runs(paper)
+    assert sorted(gpu_plan.run_steps(r, 400) for r in runs) == [steps] * 17 + [paper.plan.budget_scan_epochs * 13]
+    assert script.row("02", "tofu", runs)[2:4] == (18, 17 * steps + 6 * 13)

@@ -53,7 +53,7 @@ def test_rate_ranges_and_readings():
         make_loss("sga", rate=1.4, k=4)
     with pytest.raises(ValueError, match="choose one of"):
         check_rate(0.1, "other")
-    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'sga', 'sga_adaptive'\]"):
+    with pytest.raises(ValueError, match=r"choose one of \['ga', 'graddiff', 'kl', 'npo', 'simnpo', 'flat', 'sga', 'sga_adaptive'\]"):
         make_loss("rmu")
 
 

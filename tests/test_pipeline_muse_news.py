@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import benchmark_checks
+
 from sga import experiment, presets
 from sga.benchmarks import muse_news
 from sga.data.hub import DataUnavailableError
@@ -105,17 +107,8 @@ def test_every_preset_key_is_a_notebook_parameter():
 
 
 def test_flat_runs_on_the_smoke_world_with_template_answers_and_counts_its_tokens(smoke_world):
-    flat = experiment.run_method(smoke_world, "flat")
-    assert flat["status"] == "completed" and flat["params"]["options"] == {"divergence": "tv"} and "summary" in flat
-    assert all({"forget_prob", "template_prob"} <= set(step) for step in flat["log"])
-    assert set(flat["tokens"]["forward"]) == {"forget", "template"} and flat["tokens"]["backward"] == flat["tokens"]["forward"]
-    assert flat["wall_seconds"] >= flat["train_seconds"] > 0
-
+    benchmark_checks.flat_run(smoke_world)
 
 
 def test_the_forgetting_reading_alone_equals_the_one_along_training(smoke_world):
-    run = smoke_world.settings.run("ga")
-    model = experiment.start_model(smoke_world.models["target"], run)
-    stat = experiment.reference_statistic(smoke_world)
-    along = smoke_world.benchmark.evaluate_along(smoke_world, model, run, stat)
-    assert muse_news.read_forget(smoke_world, model, run) == along["verbmem_f"]
+    benchmark_checks.forgetting_reading_alone(smoke_world, "verbmem_f")

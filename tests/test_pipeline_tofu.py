@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+import benchmark_checks
+
 from sga import experiment, presets
 from sga.benchmarks import tofu
 from sga.data.hub import DataUnavailableError
@@ -83,20 +85,11 @@ def test_unknown_method_and_split(smoke_world):
 
 
 def test_flat_runs_on_the_smoke_world_with_template_answers_and_counts_its_tokens(smoke_world):
-    flat = experiment.run_method(smoke_world, "flat")
-    assert flat["status"] == "completed" and flat["params"]["options"] == {"divergence": "tv"} and "summary" in flat
-    assert all({"forget_prob", "template_prob"} <= set(step) for step in flat["log"])
-    assert set(flat["tokens"]["forward"]) == {"forget", "template"} and flat["tokens"]["backward"] == flat["tokens"]["forward"]
-    assert flat["wall_seconds"] >= flat["train_seconds"] > 0
-
+    benchmark_checks.flat_run(smoke_world)
 
 
 def test_the_forgetting_reading_alone_equals_the_one_along_training(smoke_world):
-    run = smoke_world.settings.run("ga")
-    model = experiment.start_model(smoke_world.models["target"], run)
-    stat = experiment.reference_statistic(smoke_world)
-    along = smoke_world.benchmark.evaluate_along(smoke_world, model, run, stat)
-    assert tofu.read_forget(smoke_world, model, run) == along["forget_rouge_l"]
+    benchmark_checks.forgetting_reading_alone(smoke_world, "forget_rouge_l")
 
 
 def test_locating_the_level_reads_without_changing_training_and_stops_by_the_rule(smoke_world, monkeypatch):
