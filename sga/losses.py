@@ -228,7 +228,11 @@ class AdaptiveSGA(_WithNormalSamples):
         g_f = torch.autograd.grad(forget_nll, params, retain_graph=True)
         g_n = torch.autograd.grad(normal_nll, params)
         dot = lambda a, b: float(sum((x.double() * y.double()).sum() for x, y in zip(a, b)))  # noqa: E731
-        rate, safe = adaptive_rate(dot(g_f, g_f), dot(g_f, g_n), dot(g_n, g_n), self.k, self.reading)
+        products = (dot(g_f, g_f), dot(g_f, g_n), dot(g_n, g_n))
+        if not all(math.isfinite(v) for v in products):  # no rate for non-finite gradients: a non-finite step, so the
+            nan = sum((p * math.nan).sum() for p in params)  # run stops as diverged like any other method's
+            return nan, {"forget_nll": forget_nll.item(), "normal_nll": normal_nll.item(), "rate": math.nan, "safe": 0.0}
+        rate, safe = adaptive_rate(*products, self.k, self.reading)
         forget_weight, normal_weight = sga_weights(rate, self.k)
         # per forget sample: -w_f l_f + sign w_n sum_k l_k; the batch mean of sum_k l_k is (K-1) x the mean normal NLL
         sign = -1.0 if self.reading == "gls" else 1.0

@@ -162,3 +162,17 @@ def test_adaptive_sga_steps_along_sga_at_the_safe_optimal_rate(tiny_llama, tiny_
 
     expected = theory.safe_optimal_rate(flat_grad(forget), flat_grad(normal), 4, reading, clip=True)
     assert logs["safe"] == 1.0 and logs["rate"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_adaptive_sga_on_non_finite_gradients_returns_a_non_finite_loss_instead_of_failing(tiny_llama, tiny_tokenizer):
+    """A blown-up model (e.g. plain SGD at a high rate) has no r*: the step is non-finite, so the run stops as diverged."""
+    import copy
+    import math
+
+    model = copy.deepcopy(tiny_llama)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.requires_grad).fill_(math.inf)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss, logs = make_loss("sga_adaptive", k=4)(model, fused(tiny_tokenizer, QA[:2], [QA[2], QA[3], QA[4], QA[5], QA[3], QA[4]]))
+    assert not math.isfinite(loss.item()) and math.isnan(logs["rate"]) and logs["safe"] == 0.0
+    assert all(not torch.isfinite(g).all() for g in torch.autograd.grad(loss, params))
