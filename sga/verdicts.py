@@ -50,6 +50,7 @@ def claims(family: pd.DataFrame, stable: pd.DataFrame, higher_better: Mapping[st
     table; ``stable`` :func:`sga.stats.stability_ladder`'s, indexed by (benchmark, ladder, method) with the ladder
     ``"SGD ladder"``; ``arms`` names the labels of "GA", "SGA r0", "GradDiff control" and "SGA adaptive"."""
     ga, sga, control, adaptive = (arms[k] for k in ("GA", "SGA r0", "GradDiff control", "SGA adaptive"))
+    stable = stable.sort_index()
     out = []
     for b, higher in higher_better.items():
         vs_ga, vs_control = _row(family, b, sga, ga, POOLED), _row(family, b, sga, control, POOLED)
