@@ -29,7 +29,6 @@ saving and Harry Potter's target fine-tune are excluded, so the hours of 02-04 a
 
 from __future__ import annotations
 
-import math
 
 from sga import design, presets
 from sga.analysis import descent_equivalent_rate
@@ -75,7 +74,7 @@ def study_runs(study: design.Study) -> dict[str, list[RunSpec]]:
         points += design.ladders(first, s, N_FORGET[b], study)
         points += design.ablations(first, s, N_FORGET[b], study) if study.ablations else []
         length, k = first.world.max_length, first.options_of("sga").k
-        last = max(s + 1, math.ceil(study.budget_factor * s))  # the study's max_steps
+        last = design.study_overrides(first, study, s, N_FORGET[b])["max_steps"]
         sga_tokens = 2 * k * length * first.training.batch_size * last  # forward + backward passes at SGA's last step
         points += design.equal_compute(first, sga_tokens, [length] * N_FORGET[b], study)
     out: dict[str, list[RunSpec]] = {b: [] for b in BENCHMARKS}

@@ -96,9 +96,8 @@ def ga_steps(world) -> int:
 
     name = world.benchmark.name
     if name not in _GA_STEPS:
-        plan = design.study("mini")
-        epochs = int(plan.pilot_factor * world.settings.training.epochs)
-        result = experiment.run_method(world, "ga", seed=0, **design.located(plan, epochs=epochs))
+        [point] = design.pilot({(name, 0): world.settings}, design.study("mini", pilot_seeds=[0]))
+        result = experiment.execute(world, point.run)
         _GA_STEPS[name] = max(1, result["crossing"]["step"] or len(result["log"]))
     return _GA_STEPS[name]
 
@@ -108,10 +107,8 @@ def located(world, method: str, seed: int) -> Cost:
     (not before S) or at 2 S; its readings are the crossing's and the end's, the run's own ``readings_seconds``."""
     from sga import design
 
-    plan, steps = design.study("mini"), ga_steps(world)
-    common = design._study_common(plan, steps)
-    common["epochs"] = design._epochs_for(world.settings, common["max_steps"], len(world.forget))
-    return measured_run(world, method, seed, **common)
+    overrides = design.study_overrides(world.settings, design.study("mini"), ga_steps(world), len(world.forget))
+    return measured_run(world, method, seed, **overrides)
 
 
 PROTOCOLS: dict[str, Callable[..., Cost]] = {"epoch-readings": epoch_readings, "located": located}

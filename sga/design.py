@@ -126,13 +126,12 @@ def budgets(pilot_rows: pd.DataFrame, worlds: Mapping[tuple[str, int], Settings]
     return out
 
 
-def _study_common(study: Study, steps: int) -> dict[str, Any]:
-    """Stopped at ``budget_factor`` x S at the latest (the epochs cover it), read at S too."""
-    return located(study, max_steps=max(steps + 1, math.ceil(study.budget_factor * steps)), read_at=(steps,))
-
-
-def _epochs_for(settings: Settings, max_steps: int, n_forget: int) -> int:
-    return math.ceil(max_steps / math.ceil(n_forget / settings.training.batch_size))
+def study_overrides(settings: Settings, study: Study, steps: int, n_forget: int) -> dict[str, Any]:
+    """The overrides of every study run on ``settings``' world, given S = ``steps``: located (:func:`located`), read at
+    S too, stopped at ``budget_factor`` x S at the latest, with the epochs of ``n_forget`` forget samples that cover it."""
+    max_steps = max(steps + 1, math.ceil(study.budget_factor * steps))
+    epochs = math.ceil(max_steps / math.ceil(n_forget / settings.training.batch_size))
+    return located(study, max_steps=max_steps, read_at=(steps,), epochs=epochs)
 
 
 def core(worlds: Mapping[tuple[str, int], Settings], steps: Mapping[tuple[str, int], int], n_forget: Mapping[str, int],
@@ -141,8 +140,7 @@ def core(worlds: Mapping[tuple[str, int], Settings], steps: Mapping[tuple[str, i
     seeds, the others at ``seeds``), and GA, SGA r0 and the control at ``seeds`` on the second world."""
     out = []
     for (benchmark, world), settings in worlds.items():
-        common = _study_common(study, steps[(benchmark, world)])
-        common["epochs"] = _epochs_for(settings, common["max_steps"], n_forget[benchmark])
+        common = study_overrides(settings, study, steps[(benchmark, world)], n_forget[benchmark])
         arms, names = _arms(settings), labels(settings)
         first = world == min(w for b, w in worlds if b == benchmark)
         for arm in ARMS if first else POWER_ARMS:
@@ -166,8 +164,7 @@ def ablations(settings: Settings, steps: int, n_forget: int, study: Study) -> li
         "normal data": {f"SGA r={r0:+g}, {source}": ("sga", {"rate": r0, "normal_source": source}) for source in ("tfidf", "embedding")},
         "reading": {"SGA adaptive, descent": ("sga_adaptive", {"reading": "descent"})},
     }
-    common = _study_common(study, steps)
-    common["epochs"] = _epochs_for(settings, common["max_steps"], n_forget)
+    common = study_overrides(settings, study, steps, n_forget)
     return [p for group, arms in groups.items() for p in _points(settings, group, arms, study.ablation_seeds, common)]
 
 
@@ -176,8 +173,7 @@ def ladders(settings: Settings, steps: int, n_forget: int, study: Study) -> list
     and under AdamW at ``adamw_factors`` times the preset's rate (no clipping); a run diverges at a non-finite loss or
     gradient or a forget NLL above ``diverge_above``."""
     arms, names = _arms(settings), labels(settings)
-    common = {**_study_common(study, steps), "max_grad_norm": "none", "diverge_above": study.diverge_above}
-    common["epochs"] = _epochs_for(settings, common["max_steps"], n_forget)
+    common = {**study_overrides(settings, study, steps, n_forget), "max_grad_norm": "none", "diverge_above": study.diverge_above}
     out = []
     for rate in study.sgd_rates:
         ladder = {f"{names[arm]}, SGD lr={rate:g}": arms[arm] for arm in LADDER_METHODS}

@@ -23,6 +23,8 @@ import pandas as pd
 
 from sga.stats import POOLED
 
+VERDICT = {1: "supported", -1: "refuted", 0: "unresolved"}  # of a comparison's direction (:func:`_direction`)
+
 
 def _direction(row: pd.Series, higher_better: bool, alpha: float) -> int:
     """+1 when the label is significantly better than the baseline (Holm), -1 when worse, 0 otherwise."""
@@ -55,9 +57,9 @@ def claims(family: pd.DataFrame, stable: pd.DataFrame, higher_better: Mapping[st
     for b, higher in higher_better.items():
         vs_ga, vs_control = _row(family, b, sga, ga, POOLED), _row(family, b, sga, control, POOLED)
         d1, d1b = _direction(vs_ga, higher, alpha), _direction(vs_control, higher, alpha)
-        out.append({"claim": "1. SGA improves on GA", "benchmark": b, "verdict": {1: "supported", -1: "refuted", 0: "unresolved"}[d1],
+        out.append({"claim": "1. SGA improves on GA", "benchmark": b, "verdict": VERDICT[d1],
                     "evidence": f"SGA - GA {_evidence(vs_ga)}"})
-        v1b = {1: "supported", -1: "refuted"}.get(d1b, "the reweighting" if d1 == 1 else "unresolved")
+        v1b = "the reweighting" if d1 == 1 and d1b == 0 else VERDICT[d1b]
         out.append({"claim": "1b. by smoothing, not reweighting", "benchmark": b, "verdict": v1b,
                     "evidence": f"SGA - control {_evidence(vs_control)}"})
         a_ga, a_sga = _row(family, b, adaptive, ga, 0), _row(family, b, adaptive, sga, 0)
